@@ -1,0 +1,33 @@
+/** The ports each host's roles listen on, for the preflight. Pure. */
+import type { PortNeed } from "../remote/preflight";
+import { APISERVER_PORT } from "./defaults";
+import type { ClusterSpec, HostSpec, LoadBalancerSpec } from "./spec";
+
+export function portNeeds(host: HostSpec, lb?: LoadBalancerSpec): PortNeed[] {
+  const needs: PortNeed[] = [];
+  const r = (role: string) => host.roles.includes(role as HostSpec["roles"][number]);
+  if (r("loadbalancer") && lb) {
+    const engine = lb.engine;
+    needs.push({ port: lb.port, what: "load balancer frontend", owners: [engine] });
+    if (lb.ingress?.http) needs.push({ port: lb.ingress.http.port, what: "ingress http", owners: [engine] });
+    if (lb.ingress?.https) needs.push({ port: lb.ingress.https.port, what: "ingress https", owners: [engine] });
+  }
+  if (r("etcd")) {
+    needs.push({ port: 2379, what: "etcd client", owners: ["etcd"] });
+    needs.push({ port: 2380, what: "etcd peer", owners: ["etcd"] });
+  }
+  if (r("controlplane")) {
+    needs.push({ port: APISERVER_PORT, what: "kube-apiserver", owners: ["kube-apiserver"] });
+    needs.push({ port: 10257, what: "kube-controller-manager", owners: ["kube-controller"] });
+    needs.push({ port: 10259, what: "kube-scheduler", owners: ["kube-scheduler"] });
+  }
+  if (r("controlplane") || r("worker")) {
+    needs.push({ port: 10250, what: "kubelet", owners: ["kubelet"] });
+    needs.push({ port: 10256, what: "kube-proxy", owners: ["kube-proxy"] });
+  }
+  return needs;
+}
+
+export function portNeedsByHost(spec: Pick<ClusterSpec, "hosts" | "loadBalancer">): Record<string, PortNeed[]> {
+  return Object.fromEntries(spec.hosts.map((h) => [h.name, portNeeds(h, spec.loadBalancer)]));
+}

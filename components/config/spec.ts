@@ -1,0 +1,639 @@
+/**
+ * Stack configuration → typed, validated `ClusterSpec`. Pure: no Pulumi import, no resources.
+ *
+ * Every problem is collected and reported together, each prefixed by its key path
+ * (`hakube:hosts[2].internalAddress: …`). Legal but non-HA shapes come back as warnings.
+ */
+import * as ipaddr from "ipaddr.js";
+import * as semver from "semver";
+import { z } from "zod";
+import { APISERVER_PORT, DEFAULTS, ROLE_PORTS } from "./defaults";
+
+export const NAMESPACE = "hakube";
+export const ROLES = ["loadbalancer", "etcd", "controlplane", "worker"] as const;
+export type Role = (typeof ROLES)[number];
+export const ARCHES = ["amd64", "arm64", "ppc64le", "s390x"] as const;
+export type Arch = (typeof ARCHES)[number];
+export const TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"] as const;
+
+export interface Taint {
+  key: string;
+  value?: string;
+  effect: (typeof TAINT_EFFECTS)[number];
+}
+
+export interface HostSpec {
+  name: string;
+  /** Where SSH connects (IP or DNS name). */
+  address: string;
+  /** IPv4 for cluster traffic. */
+  internalAddress: string;
+  roles: Role[];
+  /** SSH user and port, after the cluster-wide defaults were applied. */
+  user: string;
+  port: number;
+  /** OpenSSH public host key (`type base64`, comment dropped). */
+  hostKey?: string;
+  labels: Record<string, string>;
+  taints: Taint[];
+}
+
+export interface IngressPortSpec {
+  port: number;
+  nodePort: number;
+}
+
+export interface LoadBalancerSpec {
+  engine: "haproxy" | "nginx";
+  vip: string;
+  vipPrefix: number;
+  interface: string;
+  virtualRouterId: number;
+  port: number;
+  ingress?: { http?: IngressPortSpec; https?: IngressPortSpec };
+}
+
+export interface EtcdSpec {
+  version: string;
+  source: "download" | "apt" | "preinstalled";
+  downloadUrl: string;
+  sha256?: Partial<Record<Arch, string>>;
+  dataDir: string;
+}
+
+export type EncryptionAlgorithm = "ECDSA-P256" | "RSA-2048";
+
+export interface KubernetesSpec {
+  version: string;
+  podSubnet: string;
+  serviceSubnet: string;
+  dnsDomain: string;
+  packages: "pkgs.k8s.io" | "preinstalled";
+  aptRepository?: string;
+  /** Key algorithm of every key the program and kubeadm make (kubeadm's `encryptionAlgorithm`). */
+  encryptionAlgorithm: EncryptionAlgorithm;
+}
+
+export interface CniSpec {
+  plugin: "calico" | "flannel" | "cilium" | "none";
+  manifestUrl?: string;
+}
+
+export interface ClusterSpec {
+  clusterName: string;
+  strictHostKeys: boolean;
+  hosts: HostSpec[];
+  loadBalancer: LoadBalancerSpec;
+  etcd: EtcdSpec;
+  kubernetes: KubernetesSpec;
+  cni: CniSpec;
+}
+
+/** What the program hands in: the raw `hakube:*` config as the CLI passes it (strings). */
+export interface RawConfig {
+  stackName: string;
+  /** key without namespace → raw value (objects/lists as JSON text, scalars as text). */
+  values: Record<string, string | undefined>;
+  /** keys (without namespace) that are stored as secrets. */
+  secretKeys: ReadonlySet<string>;
+}
+
+export interface SpecResult {
+  spec: ClusterSpec;
+  warnings: string[];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(
+      `invalid stack configuration (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n` +
+        problems.map((p) => `  - ${p}`).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
+
+/* ------------------------------------------------------------------ field schemas */
+
+const show = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : JSON.stringify(v) ?? String(v));
+
+export function isIPv4(s: string): boolean {
+  return ipaddr.IPv4.isValidFourPartDecimal(s);
+}
+export function isIP(s: string): boolean {
+  return isIPv4(s) || ipaddr.IPv6.isValid(s);
+}
+/** RFC 1123 host name (dotted labels), as SSH targets are written. */
+export function isDnsName(s: string): boolean {
+  if (s.length > 253 || isIPv4LikeButInvalid(s)) return false;
+  return s.split(".").every((l) => /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/.test(l));
+}
+/** "10.0.0.300" must not pass as a DNS name just because its labels are digits. */
+function isIPv4LikeButInvalid(s: string): boolean {
+  return /^[0-9.]+$/.test(s) && !isIPv4(s);
+}
+
+/** An IPv4 CIDR whose address is the network address (no host bits). */
+function cidrProblem(s: string): string | undefined {
+  if (!ipaddr.isValidCIDR(s)) return `${show(s)} is not a CIDR (e.g. 10.244.0.0/16)`;
+  const [addr, prefix] = ipaddr.parseCIDR(s);
+  if (addr.kind() !== "ipv4") return `${show(s)} is not an IPv4 CIDR`;
+  const network = ipaddr.IPv4.networkAddressFromCIDR(s).toString();
+  if (network !== addr.toString()) return `${show(s)} has host bits set; did you mean ${network}/${prefix}?`;
+  return undefined;
+}
+
+const intLike = (min: number, max: number) =>
+  z.preprocess(
+    (v) => (typeof v === "string" && /^\s*-?\d+\s*$/.test(v) ? Number(v) : v),
+    z
+      .number({ error: (i) => `expected an integer, got ${show(i.input)}` })
+      .int({ error: (i) => `expected an integer, got ${show(i.input)}` })
+      .min(min, { error: (i) => `${show(i.input)} is out of range ${min}–${max}` })
+      .max(max, { error: (i) => `${show(i.input)} is out of range ${min}–${max}` }),
+  );
+const boolLike = z.preprocess(
+  (v) => (v === "true" ? true : v === "false" ? false : v),
+  z.boolean({ error: (i) => `expected true or false, got ${show(i.input)}` }),
+);
+const str = (what = "a string") => z.string({ error: (i) => `expected ${what}, got ${show(i.input)}` });
+const port = intLike(1, 65535);
+const ipv4 = str("an IPv4 address").refine(isIPv4, { error: (i) => `${show(i.input)} is not an IPv4 address` });
+const cidr = str("a CIDR").superRefine((v, ctx) => {
+  const p = cidrProblem(v);
+  if (p) ctx.addIssue({ code: "custom", message: p, input: v });
+});
+const enumOf = <T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: (i) => `${show(i.input)} is not one of ${values.join(", ")}` });
+const versionString = str("a version").transform((v, ctx) => {
+  const cleaned = v.trim().replace(/^v/, "");
+  if (!semver.valid(cleaned) || cleaned !== semver.valid(cleaned)) {
+    ctx.addIssue({ code: "custom", message: `${show(v)} is not a semantic version like 1.2.3`, input: v });
+    return z.NEVER;
+  }
+  return cleaned;
+});
+const url = (mustContain: string[] = []) =>
+  str("a URL").superRefine((v, ctx) => {
+    let ok = false;
+    try {
+      const u = new URL(v.replace(/\{(version|arch)\}/g, "x"));
+      ok = u.protocol === "https:" || u.protocol === "http:";
+    } catch {
+      ok = false;
+    }
+    if (!ok) ctx.addIssue({ code: "custom", message: `${show(v)} is not an http(s) URL`, input: v });
+    for (const m of mustContain)
+      if (!v.includes(m)) ctx.addIssue({ code: "custom", message: `${show(v)} must contain ${m}`, input: v });
+  });
+const absPath = str("an absolute path").refine((p) => /^\/[^\0]*$/.test(p) && !p.split("/").includes(".."), {
+  error: (i) => `${show(i.input)} is not an absolute path`,
+});
+
+/* labels: [prefix/]name — prefix a DNS subdomain ≤ 253, name ≤ 63; value ≤ 63, may be empty */
+const LABEL_NAME = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$/;
+export function labelKeyProblem(k: string): string | undefined {
+  const slash = k.lastIndexOf("/");
+  const prefix = slash >= 0 ? k.slice(0, slash) : undefined;
+  const name = slash >= 0 ? k.slice(slash + 1) : k;
+  if (prefix !== undefined && (prefix.length > 253 || !prefix.split(".").every((l) => /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(l))))
+    return `label key ${show(k)}: prefix ${show(prefix)} is not a DNS subdomain`;
+  if (!LABEL_NAME.test(name)) return `label key ${show(k)}: name must be ≤ 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric`;
+  return undefined;
+}
+function labelValueProblem(v: string): string | undefined {
+  if (v === "" || LABEL_NAME.test(v)) return undefined;
+  return `label value ${show(v)} must be empty or ≤ 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric`;
+}
+const labels = z.record(z.string(), z.unknown()).superRefine((m, ctx) => {
+  for (const [k, v] of Object.entries(m)) {
+    const kp = labelKeyProblem(k);
+    if (kp) ctx.addIssue({ code: "custom", message: kp, path: [k] });
+    if (typeof v !== "string") ctx.addIssue({ code: "custom", message: `label value must be a string, got ${show(v)}`, path: [k] });
+    else {
+      const vp = labelValueProblem(v);
+      if (vp) ctx.addIssue({ code: "custom", message: vp, path: [k] });
+    }
+  }
+});
+
+/** `key[=value]:Effect` → Taint. */
+export function parseTaint(s: string): Taint | string {
+  const m = /^([^=:\s]+)(?:=([^:\s]*))?:([A-Za-z]+)$/.exec(s);
+  if (!m) return `${show(s)} is not a taint; expected key[=value]:NoSchedule|PreferNoSchedule|NoExecute`;
+  const [, key, value, effect] = m;
+  const kp = labelKeyProblem(key);
+  if (kp) return `taint ${show(s)}: ${kp}`;
+  if (value !== undefined) {
+    const vp = labelValueProblem(value);
+    if (vp) return `taint ${show(s)}: ${vp}`;
+  }
+  if (!(TAINT_EFFECTS as readonly string[]).includes(effect))
+    return `taint ${show(s)}: effect ${show(effect)} is not one of ${TAINT_EFFECTS.join(", ")}`;
+  return value === undefined ? { key, effect: effect as Taint["effect"] } : { key, value, effect: effect as Taint["effect"] };
+}
+const taint = str("a taint").transform((s, ctx) => {
+  const t = parseTaint(s);
+  if (typeof t === "string") {
+    ctx.addIssue({ code: "custom", message: t, input: s });
+    return z.NEVER;
+  }
+  return t;
+});
+
+/** OpenSSH public key line: `type base64 [comment]`; the blob must carry the same type. */
+export function normalizeHostKey(s: string): string | undefined {
+  const parts = s.trim().split(/\s+/);
+  if (parts.length < 2) return undefined;
+  const [type, b64] = parts;
+  if (!/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)$/.test(type)) return undefined;
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) return undefined;
+  const blob = Buffer.from(b64, "base64");
+  if (blob.length < 4) return undefined;
+  const len = blob.readUInt32BE(0);
+  if (blob.length < 4 + len || blob.subarray(4, 4 + len).toString("latin1") !== type) return undefined;
+  return `${type} ${b64}`;
+}
+const hostKey = str("an OpenSSH public host key").transform((s, ctx) => {
+  const k = normalizeHostKey(s);
+  if (!k) {
+    ctx.addIssue({ code: "custom", message: `${show(s.length > 40 ? s.slice(0, 40) + "…" : s)} is not an OpenSSH public key line like "ssh-ed25519 AAAA…"`, input: s });
+    return z.NEVER;
+  }
+  return k;
+});
+
+const HostSchema = z.strictObject({
+  name: str("a host name").refine((n) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(n), {
+    error: (i) => `${show(i.input)} is not an RFC 1123 label (lower-case a-z, 0-9, '-', ≤ 63 characters)`,
+  }),
+  address: str("an address").refine((a) => isIP(a) || isDnsName(a), {
+    error: (i) => `${show(i.input)} is neither an IP address nor a DNS name`,
+  }),
+  internalAddress: ipv4.optional(),
+  roles: z
+    .array(enumOf(ROLES), { error: (i) => `expected a list of roles, got ${show(i.input)}` })
+    .min(1, { error: `needs at least one of ${ROLES.join(", ")}` })
+    .superRefine((rs, ctx) => {
+      const dup = rs.filter((r, i) => rs.indexOf(r) !== i);
+      if (dup.length) ctx.addIssue({ code: "custom", message: `duplicate role ${show(dup[0])}` });
+    }),
+  user: str("a user name").regex(/^[a-z_][a-z0-9_.-]{0,31}$/, { error: (i) => `${show(i.input)} is not a user name` }).optional(),
+  port: port.optional(),
+  hostKey: hostKey.optional(),
+  labels: labels.optional(),
+  taints: z.array(taint, { error: (i) => `expected a list of taints, got ${show(i.input)}` }).optional(),
+});
+
+const IngressPortSchema = z.strictObject({ port, nodePort: intLike(30000, 32767) });
+
+const LoadBalancerSchema = z.strictObject({
+  engine: enumOf(["haproxy", "nginx"]).default(DEFAULTS.loadBalancer.engine),
+  vip: ipv4,
+  vipPrefix: intLike(1, 32).default(DEFAULTS.loadBalancer.vipPrefix),
+  interface: str("an interface name")
+    .regex(/^[A-Za-z0-9_.:@-]{1,15}$/, { error: (i) => `${show(i.input)} is not a network interface name` })
+    .default(DEFAULTS.loadBalancer.interface),
+  virtualRouterId: intLike(1, 255).default(DEFAULTS.loadBalancer.virtualRouterId),
+  port: port.default(DEFAULTS.loadBalancer.port),
+  ingress: z.strictObject({ http: IngressPortSchema.optional(), https: IngressPortSchema.optional() }).optional(),
+});
+
+const EtcdSchema = z.strictObject({
+  version: versionString.default(DEFAULTS.etcd.version),
+  source: enumOf(["download", "apt", "preinstalled"]).default(DEFAULTS.etcd.source),
+  downloadUrl: url(["{version}"]).default(DEFAULTS.etcd.downloadUrl),
+  sha256: z
+    .record(enumOf(ARCHES), str("a SHA-256 hex digest").regex(/^[0-9a-fA-F]{64}$/, { error: (i) => `${show(i.input)} is not a SHA-256 hex digest` }))
+    .transform((m) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v.toLowerCase()])) as Partial<Record<Arch, string>>)
+    .optional(),
+  dataDir: absPath.default(DEFAULTS.etcd.dataDir),
+});
+
+const KubernetesSchema = z.strictObject({
+  version: versionString.default(DEFAULTS.kubernetes.version),
+  podSubnet: cidr.default(DEFAULTS.kubernetes.podSubnet),
+  serviceSubnet: cidr.default(DEFAULTS.kubernetes.serviceSubnet),
+  dnsDomain: str("a DNS domain").refine((d) => isDnsName(d) && !isIP(d), { error: (i) => `${show(i.input)} is not a DNS domain` }).default(DEFAULTS.kubernetes.dnsDomain),
+  packages: enumOf(["pkgs.k8s.io", "preinstalled"]).default(DEFAULTS.kubernetes.packages),
+  aptRepository: url().optional(),
+  encryptionAlgorithm: enumOf(["ECDSA-P256", "RSA-2048"]).default(DEFAULTS.kubernetes.encryptionAlgorithm),
+});
+
+const CniSchema = z.strictObject({
+  plugin: enumOf(["calico", "flannel", "cilium", "none"]).default(DEFAULTS.cni.plugin),
+  manifestUrl: url().optional(),
+});
+
+const scalarSchemas = {
+  clusterName: str("a cluster name").regex(/^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/, {
+    error: (i) => `${show(i.input)} must match ^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`,
+  }),
+  sshUser: str("a user name").regex(/^[a-z_][a-z0-9_.-]{0,31}$/, { error: (i) => `${show(i.input)} is not a user name` }),
+  sshPort: port,
+  strictHostKeys: boolLike,
+};
+
+/** Every key of the contract (without namespace). */
+export const CONFIG_KEYS = [
+  "clusterName",
+  "sshUser",
+  "sshPort",
+  "sshPrivateKey",
+  "strictHostKeys",
+  "hosts",
+  "loadBalancer",
+  "etcd",
+  "kubernetes",
+  "cni",
+] as const;
+
+/* ------------------------------------------------------------------ problem collection */
+
+type Path = (string | number)[];
+
+export function keyPath(path: Path): string {
+  let out = NAMESPACE;
+  path.forEach((p, i) => {
+    if (typeof p === "number") out += `[${p}]`;
+    else if (i === 0) out += `:${p}`;
+    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(p)) out += `.${p}`;
+    else out += `[${JSON.stringify(p)}]`;
+  });
+  return out;
+}
+
+class Problems {
+  readonly list: string[] = [];
+  add(path: Path, message: string) {
+    this.list.push(`${keyPath(path)}: ${message}`);
+  }
+  fromZod(base: Path, error: z.ZodError) {
+    for (const issue of error.issues) {
+      const path = [...base, ...(issue.path as Path)];
+      if (issue.code === "unrecognized_keys") {
+        for (const k of issue.keys) this.add([...path, k], `unknown key${suggest(k, ALL_OBJECT_KEYS)}`);
+      } else if (issue.code === "invalid_type" && issue.input === undefined) {
+        this.add(path, "is required");
+      } else {
+        this.add(path, issue.message);
+      }
+    }
+  }
+}
+
+/** Every key an object in the contract accepts, for "did you mean" hints. */
+const ALL_OBJECT_KEYS = [
+  ...Object.keys(HostSchema.shape),
+  ...Object.keys(LoadBalancerSchema.shape),
+  ...Object.keys(EtcdSchema.shape),
+  ...Object.keys(KubernetesSchema.shape),
+  ...Object.keys(CniSchema.shape),
+  "http",
+  "https",
+  "nodePort",
+];
+
+function suggest(key: string, known: readonly string[]): string {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = editDistance(key.toLowerCase(), k.toLowerCase());
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(key.length / 3)) ? ` (did you mean "${best}"?)` : "";
+}
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++)
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+  return d[a.length][b.length];
+}
+
+function parseJson(p: Problems, key: string, raw: string | undefined): unknown {
+  if (raw === undefined) return undefined;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    p.add([key], `expected structured YAML (an object or list), got ${show(raw.length > 40 ? raw.slice(0, 40) + "…" : raw)}`);
+    return null;
+  }
+}
+
+function parseWith<S extends z.ZodType>(p: Problems, path: Path, schema: S, value: unknown): z.output<S> | undefined {
+  const r = schema.safeParse(value, { reportInput: true });
+  if (r.success) return r.data;
+  p.fromZod(path, r.error);
+  return undefined;
+}
+
+/* ------------------------------------------------------------------ the parser */
+
+export function parseClusterSpec(raw: RawConfig): SpecResult {
+  const p = new Problems();
+  const warnings: string[] = [];
+  const v = raw.values;
+
+  for (const k of Object.keys(v)) {
+    if (v[k] !== undefined && !(CONFIG_KEYS as readonly string[]).includes(k)) p.add([k], `unknown key${suggest(k, CONFIG_KEYS)}`);
+  }
+
+  const emptyAsUnset = (s: string | undefined) => (s === undefined || s === "" ? undefined : s);
+  const clusterName = parseWith(p, ["clusterName"], scalarSchemas.clusterName, emptyAsUnset(v.clusterName) ?? raw.stackName);
+  const sshUser = parseWith(p, ["sshUser"], scalarSchemas.sshUser, emptyAsUnset(v.sshUser) ?? DEFAULTS.sshUser);
+  const sshPort = parseWith(p, ["sshPort"], scalarSchemas.sshPort, emptyAsUnset(v.sshPort) ?? DEFAULTS.sshPort);
+  const strictHostKeys = parseWith(p, ["strictHostKeys"], scalarSchemas.strictHostKeys, emptyAsUnset(v.strictHostKeys) ?? DEFAULTS.strictHostKeys);
+
+  if (v.sshPrivateKey === undefined || v.sshPrivateKey === "") p.add(["sshPrivateKey"], "is required: pulumi config set --secret hakube:sshPrivateKey < ~/.ssh/id_ed25519");
+  else if (!raw.secretKeys.has("sshPrivateKey"))
+    p.add(["sshPrivateKey"], "is stored in plain text in the stack file; set it again with `pulumi config set --secret hakube:sshPrivateKey < key`");
+
+  const hostsRaw = parseJson(p, "hosts", v.hosts);
+  let hosts: z.output<typeof HostSchema>[] | undefined;
+  if (hostsRaw === undefined) p.add(["hosts"], "is required: a list of hosts with name, address and roles");
+  else if (hostsRaw !== null) {
+    if (!Array.isArray(hostsRaw)) p.add(["hosts"], `expected a list of hosts, got ${show(hostsRaw)}`);
+    else if (hostsRaw.length === 0) p.add(["hosts"], "is empty: at least one host each with roles etcd, controlplane and loadbalancer");
+    else {
+      const parsed = hostsRaw.map((h, i) => parseWith(p, ["hosts", i], HostSchema, h));
+      if (parsed.every((h) => h !== undefined)) hosts = parsed as z.output<typeof HostSchema>[];
+    }
+  }
+
+  const objectKey = <S extends z.ZodType>(key: string, schema: S, required: boolean) => {
+    const value = parseJson(p, key, v[key]);
+    if (value === null) return undefined;
+    if (value === undefined && required) return undefined;
+    return parseWith(p, [key], schema, value ?? {});
+  };
+  const needsLb = hosts === undefined || hosts.some((h) => h.roles.includes("loadbalancer"));
+  if (v.loadBalancer === undefined && needsLb && hostsRaw !== undefined)
+    p.add(["loadBalancer"], "is required: the load balancers need at least { vip }");
+  const loadBalancer = objectKey("loadBalancer", LoadBalancerSchema, true);
+  const etcd = objectKey("etcd", EtcdSchema, false);
+  const kubernetes = objectKey("kubernetes", KubernetesSchema, false);
+  const cni = objectKey("cni", CniSchema, false);
+
+  /* ---- cross-field rules, on whatever parsed ---- */
+  let normHosts: HostSpec[] | undefined;
+  if (hosts && sshUser !== undefined && sshPort !== undefined) {
+    normHosts = hosts.map((h, i) => {
+      let internalAddress = h.internalAddress;
+      if (internalAddress === undefined) {
+        if (isIPv4(h.address)) internalAddress = h.address;
+        else p.add(["hosts", i, "internalAddress"], `is required because address ${show(h.address)} is not an IPv4 address`);
+      }
+      return {
+        name: h.name,
+        address: h.address,
+        internalAddress: internalAddress ?? "",
+        roles: h.roles,
+        user: h.user ?? sshUser,
+        port: h.port ?? sshPort,
+        ...(h.hostKey ? { hostKey: h.hostKey } : {}),
+        labels: (h.labels ?? {}) as Record<string, string>,
+        taints: h.taints ?? [],
+      };
+    });
+    checkHosts(p, warnings, normHosts, strictHostKeys ?? false);
+  }
+  if (normHosts && loadBalancer) checkLoadBalancer(p, normHosts, loadBalancer);
+  if (kubernetes) checkKubernetes(p, normHosts, kubernetes, loadBalancer);
+  if (cni && cni.plugin === "none" && cni.manifestUrl) p.add(["cni", "manifestUrl"], `has no effect with plugin "none"`);
+  if (etcd && etcd.source !== "download") {
+    if (v.etcd && JSON.parse(v.etcd)?.downloadUrl !== undefined) p.add(["etcd", "downloadUrl"], `is only used with source "download" (source is ${show(etcd.source)})`);
+    if (etcd.sha256) p.add(["etcd", "sha256"], `is only used with source "download" (source is ${show(etcd.source)})`);
+  }
+
+  if (p.list.length) throw new ConfigError(p.list);
+  return {
+    spec: {
+      clusterName: clusterName!,
+      strictHostKeys: strictHostKeys!,
+      hosts: normHosts!,
+      loadBalancer: loadBalancer! as LoadBalancerSpec,
+      etcd: etcd! as EtcdSpec,
+      kubernetes: kubernetes! as KubernetesSpec,
+      cni: cni! as CniSpec,
+    },
+    warnings,
+  };
+}
+
+function checkHosts(p: Problems, warnings: string[], hosts: HostSpec[], strict: boolean) {
+  const firstBy = (key: (h: HostSpec) => string, field: string) => {
+    const seen = new Map<string, number>();
+    hosts.forEach((h, i) => {
+      const k = key(h);
+      if (k === "") return;
+      if (seen.has(k)) p.add(["hosts", i, field], `${show(k)} is already used by hakube:hosts[${seen.get(k)}]`);
+      else seen.set(k, i);
+    });
+  };
+  firstBy((h) => h.name, "name");
+  firstBy((h) => h.internalAddress, "internalAddress");
+
+  const count = (r: Role) => hosts.filter((h) => h.roles.includes(r)).length;
+  const etcd = count("etcd");
+  const cps = count("controlplane");
+  const lbs = count("loadbalancer");
+  const workers = count("worker");
+  if (etcd === 0) p.add(["hosts"], "no host has role etcd; etcd needs 1, 3, 5 or 7 members");
+  else if (etcd % 2 === 0) p.add(["hosts"], `${etcd} etcd members; etcd needs an odd count (1, 3, 5 or 7)`);
+  else if (etcd > 7) p.add(["hosts"], `${etcd} etcd members; more than 7 slows every write (use 1, 3, 5 or 7)`);
+  else if (etcd === 1) warnings.push("hakube:hosts: 1 etcd member: not highly available (losing it loses the cluster's state); use 3 or 5");
+  if (cps === 0) p.add(["hosts"], "no host has role controlplane; at least 1 is needed");
+  else if (cps === 1) warnings.push("hakube:hosts: 1 control plane: not highly available; use at least 2 (3 recommended)");
+  if (lbs === 0) p.add(["hosts"], "no host has role loadbalancer; at least 1 is needed for the API endpoint");
+  else if (lbs === 1) warnings.push("hakube:hosts: 1 load balancer: the VIP has no standby; use 2");
+  if (cps > 0 && workers === 0)
+    warnings.push("hakube:hosts: no worker hosts: ordinary Pods (CoreDNS too) stay Pending while the control planes keep their NoSchedule taint");
+
+  if (strict) {
+    hosts.forEach((h, i) => {
+      if (!h.hostKey) p.add(["hosts", i, "hostKey"], "is required because hakube:strictHostKeys is true");
+    });
+  } else {
+    const missing = hosts.filter((h) => !h.hostKey).map((h) => h.name);
+    if (missing.length)
+      warnings.push(`hakube:strictHostKeys is false and ${missing.length} host(s) have no hostKey (${missing.join(", ")}): their SSH server identity is not verified`);
+  }
+}
+
+function checkLoadBalancer(p: Problems, hosts: HostSpec[], lb: z.output<typeof LoadBalancerSchema>) {
+  const vip = ipaddr.IPv4.parse(lb.vip);
+  hosts.forEach((h, i) => {
+    if (h.address === lb.vip) p.add(["loadBalancer", "vip"], `${lb.vip} is the address of hakube:hosts[${i}] (${h.name}); the VIP must be a free address`);
+    else if (h.internalAddress === lb.vip)
+      p.add(["loadBalancer", "vip"], `${lb.vip} is the internalAddress of hakube:hosts[${i}] (${h.name}); the VIP must be a free address`);
+    if (h.roles.includes("loadbalancer") && isIPv4(h.internalAddress)) {
+      const net = ipaddr.IPv4.parse(h.internalAddress);
+      if (!vip.match(net, lb.vipPrefix)) {
+        const subnet = `${ipaddr.IPv4.networkAddressFromCIDR(`${h.internalAddress}/${lb.vipPrefix}`)}/${lb.vipPrefix}`;
+        p.add(["loadBalancer", "vip"], `${lb.vip} is outside ${subnet}, the subnet of load balancer hakube:hosts[${i}] (${h.name}, ${h.internalAddress})`);
+      }
+    }
+  });
+
+  // Ports: the load balancer's frontends must not collide with what the host's other roles listen on.
+  const lbPorts: [Path, number][] = [[["loadBalancer", "port"], lb.port]];
+  if (lb.ingress?.http) lbPorts.push([["loadBalancer", "ingress", "http", "port"], lb.ingress.http.port]);
+  if (lb.ingress?.https) lbPorts.push([["loadBalancer", "ingress", "https", "port"], lb.ingress.https.port]);
+  const seen = new Map<number, string>();
+  for (const [path, port] of lbPorts) {
+    if (seen.has(port)) p.add(path, `${port} is also used by ${seen.get(port)}`);
+    else seen.set(port, keyPath(path));
+  }
+  hosts.forEach((h, i) => {
+    if (!h.roles.includes("loadbalancer")) return;
+    for (const [path, port] of lbPorts) {
+      const clashes: string[] = [];
+      if (h.roles.includes("controlplane") && port === APISERVER_PORT)
+        clashes.push(`the API server (${APISERVER_PORT}); a load balancer on a control-plane host needs another port, e.g. 8443`);
+      else if (h.roles.includes("controlplane") && (ROLE_PORTS.controlplane as readonly number[]).includes(port)) clashes.push(`a control-plane component (${port})`);
+      if ((h.roles.includes("controlplane") || h.roles.includes("worker")) && (ROLE_PORTS.node as readonly number[]).includes(port))
+        clashes.push(`the kubelet/kube-proxy (${port})`);
+      if (h.roles.includes("etcd") && (ROLE_PORTS.etcd as readonly number[]).includes(port)) clashes.push(`etcd (${port})`);
+      for (const c of clashes) p.add(path, `${port} clashes on hakube:hosts[${i}] (${h.name}, loadbalancer + ${h.roles.filter((r) => r !== "loadbalancer").join(" + ")}) with ${c}`);
+    }
+  });
+  if (lb.ingress && !hosts.some((h) => h.roles.includes("worker")))
+    p.add(["loadBalancer", "ingress"], "needs at least one host with role worker (the ingress backends)");
+}
+
+function checkKubernetes(
+  p: Problems,
+  hosts: HostSpec[] | undefined,
+  k: z.output<typeof KubernetesSchema>,
+  lb: z.output<typeof LoadBalancerSchema> | undefined,
+) {
+  const [svcAddr, svcPrefix] = ipaddr.parseCIDR(k.serviceSubnet);
+  const [podAddr, podPrefix] = ipaddr.parseCIDR(k.podSubnet);
+  const overlaps = (a: ipaddr.IPv4, ap: number, b: ipaddr.IPv4, bp: number) => a.match(b, Math.min(ap, bp));
+  if (overlaps(svcAddr as ipaddr.IPv4, svcPrefix, podAddr as ipaddr.IPv4, podPrefix))
+    p.add(["kubernetes", "serviceSubnet"], `${k.serviceSubnet} overlaps podSubnet ${k.podSubnet}`);
+  if (svcPrefix < 12) p.add(["kubernetes", "serviceSubnet"], `${k.serviceSubnet} is larger than the API server allows (/12 at most)`);
+  const nodes = hosts?.filter((h) => h.roles.includes("controlplane") || h.roles.includes("worker")).length ?? 0;
+  if (podPrefix > 24) p.add(["kubernetes", "podSubnet"], `${k.podSubnet} is smaller than one node's /24 pod range`);
+  else if (2 ** (24 - podPrefix) < nodes) p.add(["kubernetes", "podSubnet"], `${k.podSubnet} holds ${2 ** (24 - podPrefix)} node ranges (/24 each) but there are ${nodes} nodes`);
+  const inSubnet = (ip: string, a: ipaddr.IPv4 | ipaddr.IPv6, prefix: number) => isIPv4(ip) && ipaddr.IPv4.parse(ip).match(a as ipaddr.IPv4, prefix);
+  hosts?.forEach((h, i) => {
+    for (const field of ["address", "internalAddress"] as const) {
+      const ip = h[field];
+      if (field === "internalAddress" && ip === h.address) continue;
+      if (inSubnet(ip, svcAddr, svcPrefix)) p.add(["kubernetes", "serviceSubnet"], `${k.serviceSubnet} contains hakube:hosts[${i}].${field} (${ip})`);
+      if (inSubnet(ip, podAddr, podPrefix)) p.add(["kubernetes", "podSubnet"], `${k.podSubnet} contains hakube:hosts[${i}].${field} (${ip})`);
+    }
+  });
+  if (lb) {
+    if (inSubnet(lb.vip, svcAddr, svcPrefix)) p.add(["kubernetes", "serviceSubnet"], `${k.serviceSubnet} contains the VIP ${lb.vip}`);
+    if (inSubnet(lb.vip, podAddr, podPrefix)) p.add(["kubernetes", "podSubnet"], `${k.podSubnet} contains the VIP ${lb.vip}`);
+  }
+}
+
+/** Hosts with a role, in host order. */
+export function hostsWithRole(spec: Pick<ClusterSpec, "hosts">, role: Role): HostSpec[] {
+  return spec.hosts.filter((h) => h.roles.includes(role));
+}

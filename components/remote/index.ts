@@ -1,0 +1,130 @@
+/**
+ * Remote steps: the one wrapper around `command.remote.Command` every component uses.
+ *
+ * - names children `${component}-${step}-${host}` and parents them to the component;
+ * - applies the host's connection (secret SSH key, per-host user/port, `hostKey` when given);
+ * - passes secret payloads on stdin only and then marks stdout/stderr secret;
+ * - re-runs a step when its content changes (the content is in the command text, or in the
+ *   secret stdin), never merely because of ordering;
+ * - puts the host's preflight first in that host's chain.
+ */
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import type { HostSpec } from "../config/spec";
+import { renderPreflight, type PortNeed } from "./preflight";
+import { encodeStdin, wrapScript } from "./shell";
+
+export { shq, shqAll, putFile, putFileFromStdin } from "./shell";
+
+export interface StepArgs {
+  host: HostSpec;
+  /** Step name: part of the resource name and of every failure message. */
+  step: string;
+  /** Bash body (plain values only: never derived from a secret; secrets go in `secrets`). */
+  script: pulumi.Input<string>;
+  /** Bash body run when the resource is deleted (destroy, or the host leaves the config). */
+  deleteScript?: pulumi.Input<string>;
+  /** Secret payloads, handed to the script on stdin; install them with `putFileFromStdin({ index })`. */
+  secrets?: pulumi.Input<string>[];
+  /** Extra ordering beyond the host's preflight (prefer data flow). */
+  dependsOn?: pulumi.Input<pulumi.Resource>[];
+}
+
+export interface HostsArgs {
+  hosts: HostSpec[];
+  /** The SSH private key (secret). */
+  sshPrivateKey: pulumi.Input<string>;
+  /** Ports each host must have free (or held by our own services), by host name. */
+  ports: Record<string, PortNeed[]>;
+  /** Validity starts of certificates every host trusts (the CAs). */
+  certificateStarts?: pulumi.Input<string>[];
+}
+
+/**
+ * The hosts of one cluster and the way to run steps on them. Each host's preflight is created
+ * on first use, after every certificate issued for that host was recorded with
+ * `certificateIssued` (recording one later is a programming error and throws).
+ */
+export class Hosts extends pulumi.ComponentResource {
+  private readonly args: HostsArgs;
+  private readonly preflights = new Map<string, command.remote.Command>();
+  private readonly certStarts = new Map<string, pulumi.Input<string>[]>();
+  private readonly names = new Set<string>();
+  private readonly componentName: string;
+
+  constructor(name: string, args: HostsArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hakube:remote:Hosts", name, {}, opts);
+    this.componentName = name;
+    this.args = args;
+    this.registerOutputs({});
+  }
+
+  /** The connection settings for a host. */
+  connection(host: HostSpec): command.types.input.remote.ConnectionArgs {
+    return {
+      host: host.address,
+      port: host.port,
+      user: host.user,
+      privateKey: pulumi.secret(this.args.sshPrivateKey),
+      ...(host.hostKey ? { hostKey: host.hostKey } : {}),
+    };
+  }
+
+  /** Record a certificate issued for `host` so its preflight checks the host clock against it. */
+  certificateIssued(host: HostSpec, validityStartTime: pulumi.Input<string>): void {
+    if (this.preflights.has(host.name))
+      throw new Error(`hakube: ${host.name}: a certificate was issued after the host's preflight was created; issue certificates before the first step`);
+    this.certStarts.set(host.name, [...(this.certStarts.get(host.name) ?? []), validityStartTime]);
+  }
+
+  /** The host's preflight (created on first use). */
+  preflight(host: HostSpec): command.remote.Command {
+    let p = this.preflights.get(host.name);
+    if (!p) {
+      const starts = [...(this.args.certificateStarts ?? []), ...(this.certStarts.get(host.name) ?? [])];
+      const script = pulumi.all(starts).apply((s) =>
+        renderPreflight({ host: host.name, roles: host.roles, ports: this.args.ports[host.name] ?? [], certificateStarts: s }),
+      );
+      p = this.command(this, this.componentName, { host, step: "preflight", script }, []);
+      this.preflights.set(host.name, p);
+    }
+    return p;
+  }
+
+  /** A step on a host, after the host's preflight. */
+  step(component: pulumi.ComponentResource, componentName: string, args: StepArgs): command.remote.Command {
+    return this.command(component, componentName, args, [this.preflight(args.host)]);
+  }
+
+  private command(
+    parent: pulumi.Resource,
+    componentName: string,
+    a: StepArgs,
+    gate: pulumi.Resource[],
+  ): command.remote.Command {
+    const name = `${componentName}-${a.step}-${a.host.name}`;
+    if (this.names.has(name)) throw new Error(`hakube: duplicate step ${name}`);
+    this.names.add(name);
+    const secretCount = a.secrets?.length ?? 0;
+    const wrap = (body: string) =>
+      wrapScript({ host: a.host.name, step: a.step, user: a.host.user, body, stdinItems: secretCount || undefined });
+    const stdin = secretCount ? pulumi.secret(pulumi.all(a.secrets!).apply(encodeStdin)) : undefined;
+    return new command.remote.Command(
+      name,
+      {
+        connection: this.connection(a.host),
+        create: pulumi.output(a.script).apply(wrap),
+        ...(a.deleteScript !== undefined
+          ? { delete: pulumi.output(a.deleteScript).apply((b) => wrapScript({ host: a.host.name, step: `${a.step} (delete)`, user: a.host.user, body: b })) }
+          : {}),
+        ...(stdin ? { stdin, logging: "stderr" as const } : {}),
+        addPreviousOutputInEnv: false,
+      },
+      {
+        parent,
+        dependsOn: [...gate, ...(a.dependsOn ?? [])],
+        ...(stdin ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}),
+      },
+    );
+  }
+}

@@ -1,0 +1,41 @@
+// hakube: a highly available Kubernetes cluster on your own hosts, over SSH.
+// Reads the stack config, builds the components, exports the outputs (README "Outputs").
+import * as pulumi from "@pulumi/pulumi";
+import { hostsWithRole, loadClusterSpec, portNeedsByHost } from "./components/config";
+import { apiServerUrl, ClusterPki, joinEndpoint, renderKubeconfig } from "./components/pki";
+import { Hosts } from "./components/remote";
+
+const { spec, sshPrivateKey } = loadClusterSpec();
+const lb = spec.loadBalancer;
+
+const pki = new ClusterPki("pki", { clusterName: spec.clusterName, algorithm: spec.kubernetes.encryptionAlgorithm });
+const hosts = new Hosts("hosts", {
+  hosts: spec.hosts,
+  sshPrivateKey,
+  ports: portNeedsByHost(spec),
+  certificateStarts: pki.caValidityStarts,
+});
+
+// Every host's chain starts with its preflight.
+for (const h of spec.hosts) hosts.preflight(h);
+
+const server = apiServerUrl(lb.vip, lb.port);
+export const clusterName = spec.clusterName;
+export const kubernetesVersion = spec.kubernetes.version;
+export const vip = lb.vip;
+export const apiServerEndpoint = server;
+export const clusterCaCertificate = pki.kubernetesCa.certPem;
+export const etcdEndpoints = hostsWithRole(spec, "etcd").map((h) => `https://${h.internalAddress}:2379`);
+export const nodes = spec.hosts.map((h) => ({ name: h.name, internalAddress: h.internalAddress, roles: h.roles }));
+export const kubeconfig = pulumi.secret(
+  pulumi
+    .all([pki.kubernetesCa.certPem, pki.admin.certPem, pki.admin.keyPem])
+    .apply(([caCertPem, clientCertPem, clientKeyPem]) =>
+      renderKubeconfig({ clusterName: spec.clusterName, server, caCertPem, clientCertPem, clientKeyPem }),
+    ),
+);
+export const joinInfo = pulumi.secret({
+  endpoint: joinEndpoint(lb.vip, lb.port),
+  token: pki.bootstrapToken,
+  caCertHash: pki.caCertHash,
+});
