@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The one test command (README "Tests"): installs what the tests need, then runs every suite.
+#   bash test/all.sh            as root on a fresh Debian 12 machine (CI runs exactly this)
+# 1. apt packages the real-binary tests use (etcd, haproxy, nginx, keepalived, openssl) and the lab's;
+# 2. npm ci; 3. type check; 4. the fast suite (npm test); 5. the lab suite (npm run test:lab, root only).
+# HAKUBE_SKIP_LAB=1 skips step 5.
+set -Eeuo pipefail
+cd "$(dirname "$0")/.."
+t0=$SECONDS
+say() { printf '\n== %s (%ss)\n' "$*" "$((SECONDS - t0))"; }
+
+APT_PACKAGES=(etcd-server etcd-client haproxy nginx libnginx-mod-stream keepalived openssl curl iproute2 procps psmisc)
+LAB_PACKAGES=(mmdebstrap systemd-container nftables zstd openssh-client)
+
+if [ "$(id -u)" = 0 ]; then
+  say "apt packages"
+  want=("${APT_PACKAGES[@]}")
+  [ "${HAKUBE_SKIP_LAB:-0}" = 1 ] || want+=("${LAB_PACKAGES[@]}")
+  missing=()
+  for p in "${want[@]}"; do dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p"); done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -q -o DPkg::Lock::Timeout=600 update >/dev/null
+    # policy-rc.d: install the services without starting them on this machine
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    apt-get -q -y -o DPkg::Lock::Timeout=600 install --no-install-recommends "${missing[@]}" >/dev/null
+    rm -f /usr/sbin/policy-rc.d; trap - EXIT
+  fi
+else
+  echo "not root: skipping apt packages; tests that need etcd/haproxy/nginx/keepalived binaries skip when absent"
+fi
+
+say "npm ci"
+npm ci --no-audit --no-fund
+
+say "type check"
+npx tsc --noEmit
+
+say "fast suite"
+npm test
+
+if [ "$(id -u)" = 0 ] && [ "${HAKUBE_SKIP_LAB:-0}" != 1 ] && [ -f test/lab/e2e.sh ]; then
+  say "lab suite"
+  npm run test:lab
+fi
+say "all tests passed"
