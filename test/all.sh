@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command (README "Tests"): installs what the tests need, then runs every suite.
-#   bash test/all.sh            as root on a fresh Debian 12 machine (CI runs exactly this)
+#   npm run test:all            as root on a fresh Debian 12 machine (CI runs exactly this)
 # 1. apt packages the real-binary tests use (etcd, haproxy, nginx, keepalived, openssl) and the lab's;
 # 2. npm ci; 3. type check; 4. the fast suite (npm test); 5. the lab suite (npm run test:lab, root only).
 # HAKUBE_SKIP_LAB=1 skips step 5.
