@@ -3,11 +3,12 @@
  * defaults for the CLI (a test keeps the two in sync).
  */
 
-/** Default Kubernetes release (kubeadm, kubelet, kubectl from pkgs.k8s.io). */
-export const DEFAULT_KUBERNETES_VERSION = "1.34.2";
+/** Default Kubernetes release (kubeadm, kubelet, kubectl from pkgs.k8s.io): the newest patch of the newest
+ *  minor confirmed on 2026-11-30 (1.37.1, 2026-09-15; see docs/research.md). */
+export const DEFAULT_KUBERNETES_VERSION = "1.37.1";
 
-/** Default etcd release for `etcd.source: download`. */
-export const DEFAULT_ETCD_VERSION = "3.6.6";
+/** Default etcd release for `etcd.source: download` (kubeadm 1.37 accepts external etcd ≥ 3.5.24). */
+export const DEFAULT_ETCD_VERSION = "3.6.16";
 
 /** Upstream etcd release tarball; `{version}` and `{arch}` (amd64, arm64, …) are filled in on the host. */
 export const DEFAULT_ETCD_DOWNLOAD_URL =

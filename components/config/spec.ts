@@ -304,7 +304,7 @@ const EtcdSchema = z.strictObject({
   source: enumOf(["download", "apt", "preinstalled"]).default(DEFAULTS.etcd.source),
   downloadUrl: url(["{version}"]).default(DEFAULTS.etcd.downloadUrl),
   sha256: z
-    .record(enumOf(ARCHES), str("a SHA-256 hex digest").regex(/^[0-9a-fA-F]{64}$/, { error: (i) => `${show(i.input)} is not a SHA-256 hex digest` }))
+    .partialRecord(enumOf(ARCHES), str("a SHA-256 hex digest").regex(/^[0-9a-fA-F]{64}$/, { error: (i) => `${show(i.input)} is not a SHA-256 hex digest` }))
     .transform((m) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v.toLowerCase()])) as Partial<Record<Arch, string>>)
     .optional(),
   dataDir: absPath.default(DEFAULTS.etcd.dataDir),
@@ -466,6 +466,10 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
     const value = parseJson(p, key, v[key]);
     if (value === null) return undefined;
     if (value === undefined && required) return undefined;
+    if (value !== undefined && (typeof value !== "object" || Array.isArray(value))) {
+      p.add([key], `expected an object (structured YAML under ${NAMESPACE}:${key}), got ${show(value)}`);
+      return undefined;
+    }
     return parseWith(p, [key], schema, value ?? {});
   };
   const needsLb = hosts === undefined || hosts.some((h) => h.roles.includes("loadbalancer"));
