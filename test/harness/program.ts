@@ -6,7 +6,6 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
-import { vi } from "vitest";
 import { createHarness, type Harness, type HarnessOptions } from "./mocks";
 
 export const ROOT = path.resolve(__dirname, "../..");
@@ -67,17 +66,22 @@ export async function settle(): Promise<void> {
   await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
 }
 
-export async function runProgram(config: StackConfig, opts: RunOptions = {}): Promise<RunResult> {
+/**
+ * Evaluate the program once. Under vitest use `runProgram`, which resets
+ * the module registry so a file can evaluate several configurations.
+ */
+export async function evaluateProgram(config: StackConfig, opts: RunOptions = {}): Promise<RunResult> {
   const harness = createHarness(opts);
   const secretKeys = (opts.secretKeys ?? ["sshPrivateKey"]).map((k) => (k.includes(":") ? k : `${PROJECT}:${k}`));
   const cli = { ...(opts.withProjectDefaults === false ? {} : toCliConfig(projectDefaults())), ...toCliConfig(config) };
-  vi.resetModules();
   pulumi.runtime.setAllConfig(cli, secretKeys);
   await pulumi.runtime.setMocks(harness.mocks, PROJECT, opts.stack ?? "dev");
   const warnings: string[] = [];
-  const warn = vi.spyOn(pulumi.log, "warn").mockImplementation(async (m: string) => {
+  const log = pulumi.log as { warn: (m: string) => Promise<void> };
+  const originalWarn = log.warn;
+  log.warn = async (m: string) => {
     warnings.push(m);
-  });
+  };
   try {
     const outputs = (await import("../../index")) as Record<string, unknown>;
     await settle();
@@ -86,6 +90,13 @@ export async function runProgram(config: StackConfig, opts: RunOptions = {}): Pr
     await settle().catch(() => undefined);
     return { harness, error: e as Error, warnings };
   } finally {
-    warn.mockRestore();
+    log.warn = originalWarn;
   }
+}
+
+/** `evaluateProgram` for vitest: a fresh module registry per evaluation, so a test file can evaluate many configurations. */
+export async function runProgram(config: StackConfig, opts: RunOptions = {}): Promise<RunResult> {
+  const { vi } = await import("vitest");
+  vi.resetModules();
+  return evaluateProgram(config, opts);
 }
