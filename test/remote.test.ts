@@ -49,8 +49,8 @@ describe("wrapScript", () => {
 
   it("runs through sudo -n for non-root users", () => {
     const t = wrapScript({ host: "h", step: "s", user: "admin", body: "true" });
-    expect(t).toMatch(/^exec sudo -n -- bash -c /m);
-    expect(wrapScript({ host: "h", step: "s", user: "root", body: "true" })).toMatch(/^exec bash -c /m);
+    expect(t).toMatch(/^exec sudo -n -- bash --norc --noprofile -c /m);
+    expect(wrapScript({ host: "h", step: "s", user: "root", body: "true" })).toMatch(/^exec bash --norc --noprofile -c /m);
   });
 
   it("carries only the helpers the body uses", () => {

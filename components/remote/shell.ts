@@ -157,7 +157,7 @@ export function wrapScript(o: CommandOptions): string {
   if (Buffer.byteLength(script) > MAX_SCRIPT_BYTES)
     throw new Error(`hakube: ${o.host}: ${o.step}: script is ${Buffer.byteLength(script)} bytes (limit ${MAX_SCRIPT_BYTES})`);
   const eof = heredocDelimiter(script, "HAKUBE_SCRIPT");
-  const runner = o.user === "root" ? "bash" : "sudo -n -- bash";
+  const runner = o.user === "root" ? "bash --norc --noprofile" : "sudo -n -- bash --norc --noprofile";
   return `# hakube: ${o.step} on ${o.host}\nexec ${runner} -c "$(cat <<'${eof}'\n${script}${eof}\n)" ${shq(`hakube-${o.step}`)}\n`;
 }
 
