@@ -14,7 +14,10 @@ export interface Registration {
   type: string;
   name: string;
   custom: boolean;
+  /** the parent's URN */
   parent?: string;
+  /** names of the resources this one depends on (dependsOn and data), from the engine request */
+  dependencies: string[];
   /** inputs with secrets unwrapped */
   inputs: any;
   /** inputs as the engine sent them (secret envelopes kept) */
@@ -71,6 +74,8 @@ export interface HarnessOptions {
 
 export interface Harness {
   mocks: pulumi.runtime.Mocks;
+  /** Call after setMocks: records each registration's parent and dependencies (the mock API omits them). */
+  attach(): void;
   registrations: Registration[];
   /** registrations of one type */
   ofType(type: string): Registration[];
@@ -84,6 +89,8 @@ export function createHarness(opts: HarnessOptions = {}): Harness {
   const state: ResourceState = opts.state ?? new Map();
   const executor = opts.executor ?? recordOnly;
   const t0 = Date.now();
+  const requests = new Map<string, { parent: string; dependencies: string[] }>();
+  const nameOfUrn = (urn: string) => urn.slice(urn.lastIndexOf("::") + 2);
 
   async function realize(type: string, name: string, inputs: any): Promise<Record<string, unknown>> {
     switch (type) {
@@ -107,10 +114,13 @@ export function createHarness(opts: HarnessOptions = {}): Harness {
   const mocks: pulumi.runtime.Mocks = {
     async newResource(args) {
       const inputs = unwrapSecrets(args.inputs);
+      const req = requests.get(`${args.type}::${args.name}`);
       const reg: Registration = {
         type: args.type,
         name: args.name,
         custom: args.custom ?? false,
+        ...(req?.parent ? { parent: req.parent } : {}),
+        dependencies: req?.dependencies ?? [],
         inputs,
         rawInputs: args.inputs,
         startMs: Date.now() - t0,
@@ -141,8 +151,25 @@ export function createHarness(opts: HarnessOptions = {}): Harness {
     },
   };
 
+  function attach() {
+    const monitor = pulumi.runtime.getMonitor() as unknown as {
+      registerResource(req: any, cb: unknown): unknown;
+      __hakubeAttached?: boolean;
+    };
+    if (!monitor || monitor.__hakubeAttached) return;
+    const original = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req: any, cb: unknown) => {
+      const deps = new Set<string>([...req.getDependenciesList()]);
+      req.getPropertydependenciesMap().forEach((v: any) => v.getUrnsList().forEach((u: string) => deps.add(u)));
+      requests.set(`${req.getType()}::${req.getName()}`, { parent: req.getParent(), dependencies: [...deps].map(nameOfUrn).sort() });
+      return original(req, cb);
+    };
+    monitor.__hakubeAttached = true;
+  }
+
   return {
     mocks,
+    attach,
     registrations,
     state,
     ofType: (type) => registrations.filter((r) => r.type === type),

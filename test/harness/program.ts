@@ -76,6 +76,7 @@ export async function evaluateProgram(config: StackConfig, opts: RunOptions = {}
   const cli = { ...(opts.withProjectDefaults === false ? {} : toCliConfig(projectDefaults())), ...toCliConfig(config) };
   pulumi.runtime.setAllConfig(cli, secretKeys);
   await pulumi.runtime.setMocks(harness.mocks, PROJECT, opts.stack ?? "dev");
+  harness.attach();
   const warnings: string[] = [];
   const log = pulumi.log as { warn: (m: string) => Promise<void> };
   const originalWarn = log.warn;
