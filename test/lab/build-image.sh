@@ -38,6 +38,17 @@ case "${1:-}" in
 esac
 [ "$(id -u)" = 0 ] || die "must run as root"
 
+# Tools the lab needs on this machine (also when the image is cached).
+need=()
+for t in mmdebstrap:mmdebstrap systemd-nspawn:systemd-container nft:nftables zstd:zstd ip:iproute2 ssh-keygen:openssh-client nsenter:util-linux ping:iputils-ping flock:util-linux; do
+  command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  log "installing ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >&2 \
+    || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >&2; }
+fi
+
 if [ "$FORCE" = 0 ] && [ -f "$IMGDIR/$NAME.done" ]; then
   if [ -x "$R/sbin/init" ]; then log "image $NAME is up to date"; exit 0; fi
   if [ -f "$TAR" ]; then            # directory removed (e.g. to save space): unpack the tarball
@@ -46,16 +57,6 @@ if [ "$FORCE" = 0 ] && [ -f "$IMGDIR/$NAME.done" ]; then
     tar -C "$R.partial" --numeric-owner --xattrs --acls -I zstd -xf "$TAR"
     mv "$R.partial" "$R"; exit 0
   fi
-fi
-
-need=()
-for t in mmdebstrap:mmdebstrap systemd-nspawn:systemd-container nft:nftables zstd:zstd ip:iproute2 ssh-keygen:openssh-client nsenter:util-linux; do
-  command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
-done
-if [ "${#need[@]}" -gt 0 ]; then
-  log "installing ${need[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >&2 \
-    || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >&2; }
 fi
 
 mkdir -p "$IMGDIR"

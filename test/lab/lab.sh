@@ -450,8 +450,8 @@ cmd_mem() {  # PSS of the host's processes and its memory cgroup usage
   load_topology auto
   for n in "${NAMES[@]}"; do
     p1=$(pid1_of "$n") || { printf '%-9s stopped\n' "$n"; continue; }
-    pidns=$(readlink "/proc/$p1/ns/pid")
-    pids=$(for p in /proc/[0-9]*; do [ "$(readlink "$p/ns/pid" 2>/dev/null)" = "$pidns" ] && echo "${p#/proc/}"; done)
+    pidns=$(ps -o pidns= -p "$p1")
+    pids=$(ps -e -o pid=,pidns= | awk -v ns="$pidns" '$2 == ns {print $1}')
     pss=0; for p in $pids; do v=$(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null); pss=$((pss + ${v:-0})); done
     mcg=$(awk -F: '$2=="memory"{print $3}' "/proc/$p1/cgroup")
     use=$(cat "/sys/fs/cgroup/memory$mcg/memory.usage_in_bytes" 2>/dev/null || echo 0)
