@@ -360,7 +360,10 @@ all_names() {  # topology hosts plus anything an earlier run left (other topolog
 
 lock() {  # serialize up/down/start/stop (fd 9 is closed in the launchers)
   mkdir -p "$RUN"; exec 9> "$RUN/lock"
-  flock -w 600 9 || die "another lab command holds $RUN/lock"
+  if ! flock -n 9; then
+    say "waiting for another lab command (or the leftovers of a killed one) to finish..."
+    flock -w 600 9 || die "another lab command still holds $RUN/lock"
+  fi
 }
 need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
 
@@ -414,7 +417,7 @@ cmd_up() {
 }
 
 cmd_down() {
-  local t n names
+  local t n names p
   t=$(now_ms)
   mkdir -p "$RUN"; lock
   LOAD_SOFT=1 load_topology auto 2>/dev/null || say "warning: cannot read the topology: stopping what the lab recorded"
@@ -422,10 +425,13 @@ cmd_down() {
   # shellcheck disable=SC2086
   stop_hosts $names
   say "hosts stopped ($(secs_since "$t") s)"
+  local pids=()
   for n in $names; do
-    rm -rf --one-file-system "${HOSTS:?}/$n" "$HOSTS/$n.partial"
+    rm -rf --one-file-system "${HOSTS:?}/$n" "$HOSTS/$n.partial" &
+    pids+=($!)
     rm -f "$RUN/$n".*
   done
+  for p in "${pids[@]}"; do wait "$p" || say "warning: could not remove every host root filesystem"; done
   net_down
   rm -f "$RUN/topology.tsv"
   say "down ($(secs_since "$t") s); cache kept in $LABDIR"
