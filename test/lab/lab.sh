@@ -88,7 +88,11 @@ mach() { echo "$MPREFIX$1"; }
 veth() { echo "vb-$MPREFIX$1"; }
 
 # ---- processes: only the ones recorded in our own pid files -----------------------------------
-proc_start() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+proc_start() {  # PID -> its start time (clock ticks since boot); nothing for zombies / no process
+  local st; st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 0
+  case $st in Z*|X*) return 0 ;; esac
+  echo "$st" | cut -d' ' -f20
+}
 launcher_of() {  # NAME -> pid of its live launcher (verified by start time), else fail
   local f=$RUN/$1.pid pid st
   [ -f "$f" ] || return 1
