@@ -232,7 +232,7 @@ net_down() {
 # ---- keys ------------------------------------------------------------------------------------
 ensure_keys() {
   local n
-  mkdir -p -m 700 "$LABDIR/keys" "$HOSTKEYS"
+  install -d -m 700 "$LABDIR/keys" "$HOSTKEYS"
   [ -f "$KEY" ] || ssh-keygen -q -t ed25519 -N '' -C hakube-lab -f "$KEY"
   for n in "${NAMES[@]}"; do   # once per host name: stable across rebuilds
     [ -f "$HOSTKEYS/$n" ] || ssh-keygen -q -t ed25519 -N '' -C "root@$n" -f "$HOSTKEYS/$n"
@@ -444,15 +444,16 @@ cmd_down() {
 cmd_status() {
   local n state flags
   load_topology auto
-  printf '%-9s %-12s %-14s %-8s %s\n' NAME MACHINE ADDRESS STATE NOTES
+  printf '%-9s %-12s %-14s %-8s %-14s %s\n' NAME MACHINE ADDRESS STATE ROLES NOTES
   for n in "${NAMES[@]}"; do
     state=stopped; running "$n" && state=running
     flags=""
     [ -f "$RUN/$n.unplugged" ] && flags+="unplugged "
     [ -f "$RUN/$n.partitioned" ] && flags+="partitioned "
     [ -d "$HOSTS/$n" ] || flags+="no-rootfs "
-    printf '%-9s %-12s %-14s %-8s %s\n' "$n" "$(mach "$n")" "${ADDR[$n]}" "$state" "$flags"
+    printf '%-9s %-12s %-14s %-8s %-14s %s\n' "$n" "$(mach "$n")" "${ADDR[$n]}" "$state" "${ROLES[$n]:--}" "$flags"
   done
+  [ -z "$VIP" ] || echo "VIP $VIP (keepalived interface $IFACE); bridge $BR $GW/$PREFIXLEN $(ip link show "$BR" >/dev/null 2>&1 && echo up || echo absent)"
 }
 
 cmd_mem() {  # PSS of the host's processes and its memory cgroup usage

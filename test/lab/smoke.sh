@@ -19,10 +19,10 @@ T0=$(now_ms)
 command -v ping >/dev/null || { echo "smoke: needs ping (apt-get install iputils-ping)" >&2; exit 2; }
 TOPO=$LABDIR/run/topology.tsv
 [ -s "$TOPO" ] || { ko "lab is up (no $TOPO: run 'lab.sh up')"; exit 1; }
-NAMES=(); declare -A ADDR=() ROLES=(); VIP=""; LBS=()
+NAMES=(); declare -A ADDR=(); VIP=""; LBS=()
 while IFS=$'\t' read -r kind a b c; do
   case $kind in
-    host) NAMES+=("$a"); ADDR[$a]=$b; ROLES[$a]=$c; [[ ",$c," == *,loadbalancer,* ]] && LBS+=("$a") ;;
+    host) NAMES+=("$a"); ADDR[$a]=$b; [[ ",$c," == *,loadbalancer,* ]] && LBS+=("$a") ;;
     vip) VIP=$a ;;
   esac
 done < "$TOPO"
