@@ -18,7 +18,7 @@ LABDIR=${HAKUBE_LAB_DIR:-/var/lib/hakube-lab}
 IMGDIR=$LABDIR/image
 SUITE=bookworm
 MIRROR=http://deb.debian.org/debian
-RECIPE=1   # bump when the customization below changes in a way that needs a new image
+RECIPE=2   # bump when the customization below changes in a way that needs a new image
 
 log() { echo "build-image: $*" >&2; }
 die() { echo "build-image: ERROR: $*" >&2; exit 1; }
@@ -66,6 +66,8 @@ log "mmdebstrap $SUITE with ${#PKGS[@]} packages -> $R (log: $IMGDIR/$NAME.build
 # mmdebstrap installs a policy-rc.d while it runs: no service starts on this machine.
 if ! mmdebstrap --variant=minbase --include="$(IFS=,; echo "${PKGS[*]}")" \
       --dpkgopt=force-unsafe-io --aptopt='Acquire::Languages "none"' \
+      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
       "$SUITE" "$R.partial" "deb $MIRROR $SUITE main" > "$IMGDIR/$NAME.build.log" 2>&1; then
   tail -20 "$IMGDIR/$NAME.build.log" >&2
   die "mmdebstrap failed (see $IMGDIR/$NAME.build.log)"
@@ -82,6 +84,13 @@ deb http://deb.debian.org/debian-security $SUITE-security main
 EOF
 printf 'Acquire::Languages "none";\n' > "$B/etc/apt/apt.conf.d/99hakube-lab"
 rm -f "$B/etc/apt/apt.conf.d/99mmdebstrap" "$B/etc/dpkg/dpkg.cfg.d/99mmdebstrap"
+# Fewer files make the per-host full copies faster (~30%); later installs in hosts skip them too.
+cat > "$B/etc/dpkg/dpkg.cfg.d/10hakube-lab-nodoc" <<'EOF'
+path-exclude=/usr/share/man/*
+path-exclude=/usr/share/locale/*
+path-exclude=/usr/share/doc/*
+path-include=/usr/share/doc/*/copyright
+EOF
 
 # Each host generates its own machine-id on first boot.
 : > "$B/etc/machine-id"; rm -f "$B/var/lib/dbus/machine-id"

@@ -29,7 +29,7 @@ done < "$TOPO"
 
 # ---- every host running ------------------------------------------------------------------------
 st=$(lab status)
-down=$(echo "$st" | awk 'NR > 1 && $4 != "running" {print $1}' | xargs)
+down=$(echo "$st" | awk '$2 ~ /^hk-/ && $4 != "running" {print $1}' | xargs)
 [ -z "$down" ] && ok "lab status: all ${#NAMES[@]} hosts running" || ko "lab status: not running: $down"
 
 # ---- per host: systemd, hostname, baked packages present but not enabled/started ---------------
