@@ -1,0 +1,188 @@
+#!/usr/bin/env node
+// hakube lab: read the topology from a Pulumi stack file and write the lab's stack config.
+//
+//   node topology.cjs hosts  STACK_FILE --net 10.123.0.0/24 --gateway 10.123.0.1 \
+//                            --machine-prefix hk- --max-machine-name 12 --interface host0
+//       validates the topology against the lab network and prints TSV lines:
+//         host<TAB>name<TAB>address<TAB>roles(comma separated)
+//         vip<TAB>address-or-empty<TAB>interface-or-empty
+//   node topology.cjs config STACK_FILE LAB_DIR
+//       writes LAB_DIR/stack-config.json and LAB_DIR/known_hosts from the stack's hosts and
+//       the host keys in LAB_DIR/hostkeys/<name>.pub and the key LAB_DIR/keys/id_ed25519.
+//
+// The YAML is read with the project's `yaml` package (resolved from the repository root).
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+
+const REPO = path.resolve(__dirname, '..', '..');
+
+function fail(msg) {
+  process.stderr.write(`lab: topology: ${msg}\n`);
+  process.exit(2);
+}
+
+function loadYaml() {
+  try {
+    return require(require.resolve('yaml', { paths: [REPO, process.cwd()] }));
+  } catch {
+    fail(`the 'yaml' npm package is not installed: run 'npm ci' in ${REPO}`);
+  }
+}
+
+function readStack(file) {
+  let text;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    fail(`cannot read stack file ${file}: ${e.message}`);
+  }
+  let doc;
+  try {
+    doc = loadYaml().parse(text);
+  } catch (e) {
+    fail(`${file}: invalid YAML: ${e.message}`);
+  }
+  const config = doc && doc.config;
+  if (!config || typeof config !== 'object') fail(`${file}: no 'config' mapping`);
+  return config;
+}
+
+function ipToInt(ip) {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(String(ip));
+  if (!m) return null;
+  const parts = m.slice(1).map(Number);
+  if (parts.some((p) => p > 255)) return null;
+  return ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
+}
+
+function parseArgs(argv) {
+  const opts = {};
+  for (let i = 0; i < argv.length; i += 2) {
+    if (!argv[i].startsWith('--') || argv[i + 1] === undefined) fail(`bad option ${argv[i]}`);
+    opts[argv[i].slice(2)] = argv[i + 1];
+  }
+  return opts;
+}
+
+function hostsOf(config, file) {
+  const hosts = config['hakube:hosts'];
+  if (!Array.isArray(hosts) || hosts.length === 0) fail(`${file}: 'hakube:hosts' must be a non-empty list`);
+  hosts.forEach((h, i) => {
+    if (!h || typeof h !== 'object' || Array.isArray(h)) fail(`${file}: hakube:hosts[${i}] is not a mapping`);
+  });
+  return hosts;
+}
+
+function cmdHosts(file, opts) {
+  const config = readStack(file);
+  const hosts = hostsOf(config, file);
+  const [netAddr, bitsStr] = String(opts.net || '').split('/');
+  const bits = Number(bitsStr);
+  const net = ipToInt(netAddr);
+  if (net === null || !(bits >= 8 && bits <= 30)) fail(`bad --net ${opts.net}`);
+  const mask = (0xffffffff << (32 - bits)) >>> 0;
+  const bcast = (net | ~mask) >>> 0;
+  const gw = ipToInt(opts.gateway);
+  const prefix = opts['machine-prefix'] || '';
+  const maxLen = Number(opts['max-machine-name'] || 12);
+  const inNet = (a) => ((a & mask) >>> 0) === net;
+
+  const names = new Set();
+  const addrs = new Map();
+  const out = [];
+  hosts.forEach((h, i) => {
+    const where = `${file}: hakube:hosts[${i}]`;
+    const name = h.name;
+    if (typeof name !== 'string' || !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(name)) {
+      fail(`${where}: name ${JSON.stringify(name)} must be lower-case letters, digits and '-'`);
+    }
+    if (names.has(name)) fail(`${where}: duplicate name ${name}`);
+    names.add(name);
+    const machine = prefix + name;
+    if (machine.length > maxLen) {
+      fail(`${where}: machine name ${machine} is ${machine.length} characters; at most ${maxLen} ` +
+        `(the host-side veth 'vb-${machine}' must fit in 15): shorten the host name to ` +
+        `${maxLen - prefix.length} characters`);
+    }
+    const a = ipToInt(h.address);
+    if (a === null) fail(`${where} (${name}): address ${JSON.stringify(h.address)} is not an IPv4 address`);
+    if (!inNet(a)) {
+      fail(`${where} (${name}): address ${h.address} is outside the lab bridge network ${opts.net} ` +
+        `(gateway ${opts.gateway}); the stack file and test/lab/lab.sh disagree`);
+    }
+    if (a === net || a === bcast || a === gw) {
+      fail(`${where} (${name}): address ${h.address} is the network, broadcast or gateway address of ${opts.net}`);
+    }
+    if (addrs.has(a)) fail(`${where} (${name}): address ${h.address} is also used by ${addrs.get(a)}`);
+    addrs.set(a, name);
+    const roles = h.roles === undefined ? [] : h.roles;
+    if (!Array.isArray(roles) || roles.some((r) => typeof r !== 'string' || /[\s,]/.test(r))) {
+      fail(`${where} (${name}): roles must be a list of words`);
+    }
+    out.push(['host', name, h.address, roles.join(',')].join('\t'));
+  });
+
+  const lb = config['hakube:loadBalancer'] || {};
+  let vip = '';
+  if (lb.vip !== undefined) {
+    const v = ipToInt(lb.vip);
+    if (v === null) fail(`${file}: hakube:loadBalancer.vip ${JSON.stringify(lb.vip)} is not an IPv4 address`);
+    if (!inNet(v) || v === net || v === bcast || v === gw) {
+      fail(`${file}: hakube:loadBalancer.vip ${lb.vip} must be a free address in the lab network ${opts.net}`);
+    }
+    if (addrs.has(v)) fail(`${file}: hakube:loadBalancer.vip ${lb.vip} is also the address of ${addrs.get(v)}`);
+    vip = lb.vip;
+  }
+  if (lb.interface !== undefined && opts.interface && lb.interface !== opts.interface) {
+    fail(`${file}: hakube:loadBalancer.interface is ${JSON.stringify(lb.interface)}, but lab hosts ` +
+      `have one interface named ${opts.interface}`);
+  }
+  out.push(['vip', vip, lb.interface || ''].join('\t'));
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+function cmdConfig(file, labDir) {
+  const config = readStack(file);
+  const hosts = hostsOf(config, file);
+  const keyLine = (name) => {
+    const p = path.join(labDir, 'hostkeys', `${name}.pub`);
+    let text;
+    try {
+      text = fs.readFileSync(p, 'utf8').trim();
+    } catch (e) {
+      fail(`host key of ${name} missing: ${e.message}`);
+    }
+    const [type, blob] = text.split(/\s+/);
+    if (type !== 'ssh-ed25519' || !blob) fail(`${p}: not an ssh-ed25519 public key`);
+    return `${type} ${blob}`;
+  };
+  const withKeys = hosts.map((h) => ({ ...h, hostKey: keyLine(h.name) }));
+  let privateKey;
+  try {
+    privateKey = fs.readFileSync(path.join(labDir, 'keys', 'id_ed25519'), 'utf8');
+  } catch (e) {
+    fail(`lab SSH key missing: ${e.message}`);
+  }
+  // Values exactly as the Pulumi CLI hands config to a program (PULUMI_CONFIG): every value a
+  // string, structured values as JSON text.
+  const stackConfig = {
+    'hakube:hosts': JSON.stringify(withKeys),
+    'hakube:strictHostKeys': 'true',
+    'hakube:sshPrivateKey': privateKey,
+  };
+  const write = (name, text, mode) => {
+    const p = path.join(labDir, name);
+    fs.writeFileSync(`${p}.tmp`, text, { mode });
+    fs.chmodSync(`${p}.tmp`, mode);
+    fs.renameSync(`${p}.tmp`, p);
+  };
+  write('stack-config.json', JSON.stringify(stackConfig, null, 2) + '\n', 0o600);
+  write('known_hosts', withKeys.map((h) => `${h.address} ${h.hostKey}`).join('\n') + '\n', 0o644);
+}
+
+const [cmd, file, ...rest] = process.argv.slice(2);
+if (cmd === 'hosts' && file) cmdHosts(file, parseArgs(rest));
+else if (cmd === 'config' && file && rest.length === 1) cmdConfig(file, rest[0]);
+else fail('usage: topology.cjs hosts STACK_FILE [--net N/B --gateway IP --machine-prefix P ' +
+  '--max-machine-name N --interface IF] | topology.cjs config STACK_FILE LAB_DIR');
