@@ -15,12 +15,13 @@
  *   server is down;
  * - VRRPv3, advert 0.2 s, unicast by default, all instances BACKUP + `nopreempt`.
  */
+import { LB_HEALTH_PORT } from "../config/defaults";
 import { heredocDelimiter, shq, shqAll } from "../remote/shell";
+
+export { LB_HEALTH_PORT };
 
 /* ------------------------------------------------------------------ constants */
 
-/** Loopback port of the engines' local health endpoint (and HAProxy's stats page). */
-export const LB_HEALTH_PORT = 8404;
 /** VRRP advertisement interval (VRRPv3 centiseconds: 0.2 s). */
 export const VRRP_ADVERT_SECONDS = 0.2;
 /** Priority of the first load balancer; each next one (host order) is 10 lower. */
