@@ -510,7 +510,7 @@ export const VALIDATE_FUNCTIONS = `lb_oneline() { printf '%s' "$1" | tr '\\n' ' 
 lb_validate() {
   local kind=$1 file=$2 out rc=0
   case "$kind" in
-    haproxy) out=$(haproxy -c -q -f "$file" 2>&1) || rc=$? ;;
+    haproxy) out=$(haproxy -c -f "$file" 2>&1) || rc=$? ;;
     nginx) out=$(nginx -t -q -c "$file" 2>&1) || rc=$? ;;
     keepalived)
       # keepalived 2.2 -t reports most problems on stderr but still exits 0, or 143 (it sends
