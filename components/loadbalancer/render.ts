@@ -645,8 +645,12 @@ ${APPLY_FUNCTION}
 # the VRRP interface must exist and carry this host's internalAddress (the unicast source)
 ip -o link show dev ${shq(r.interface)} >/dev/null 2>&1 \\
   || hakube_fail "interface ${r.interface} (hakube:loadBalancer.interface) does not exist here; interfaces: $(ip -o link show | awk -F': ' '{print $2}' | tr '\\n' ' ')"
-ip -o -4 addr show dev ${shq(r.interface)} | grep -qF ${shq(` ${self.internalAddress}/`)} \\
-  || hakube_fail "internalAddress ${self.internalAddress} is not on interface ${r.interface}; its addresses: $(ip -o -4 addr show dev ${shq(r.interface)} | awk '{print $4}' | tr '\\n' ' ')"
+# (read into a variable first: \`ip … | grep -q\` fails under pipefail when grep stops reading early)
+addrs=$(ip -o -4 addr show dev ${shq(r.interface)} | awk '{print $4}')
+case " $(echo $addrs) " in
+  *${shq(` ${self.internalAddress}/`)}*) ;;
+  *) hakube_fail "internalAddress ${self.internalAddress} is not on interface ${r.interface}; its addresses: $(echo $addrs)" ;;
+esac
 
 hakube_dir ${shq(p.stateDir)} 0755 root root
 # the check script: root-owned and not writable by others (enable_script_security), run as ${r.scriptUser}
@@ -690,7 +694,11 @@ if [ -f ${shq(p.keepalivedConfig)} ] && grep -q '^# hakube: ' ${shq(p.keepalived
   echo "stopped keepalived"
   hakube_remove ${shq(p.keepalivedConfig)}
 fi
-ip -o -4 addr show dev ${shq(r.interface)} 2>/dev/null | grep -qF ${shq(` ${r.vip}/`)} && ip addr del ${shq(`${r.vip}/${r.vipPrefix}`)} dev ${shq(r.interface)} && echo "removed stale VIP ${r.vip}" || true
+# a VIP left behind (keepalived killed hard) goes too
+addrs=$(ip -o -4 addr show dev ${shq(r.interface)} 2>/dev/null | awk '{print $4}' || true)
+case " $(echo $addrs) " in
+  *${shq(` ${r.vip}/`)}*) ip addr del ${shq(`${r.vip}/${r.vipPrefix}`)} dev ${shq(r.interface)} && echo "removed stale VIP ${r.vip}" ;;
+esac
 hakube_remove ${shqAll([p.checkScript, `${p.stateDir}/keepalived.applied`, "/etc/systemd/system/keepalived.service.d/hakube.conf"])}
 `;
 }
