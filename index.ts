@@ -2,7 +2,7 @@
 // Reads the stack config, builds the components, exports the outputs (README "Outputs").
 import * as pulumi from "@pulumi/pulumi";
 import { hostsWithRole, loadClusterSpec, portNeedsByHost } from "./components/config";
-import { apiServerUrl, ClusterPki, joinEndpoint, renderKubeconfig } from "./components/pki";
+import { ClusterPki, joinEndpoint, renderKubeconfig } from "./components/pki";
 import { LoadBalancerPair } from "./components/loadbalancer";
 import { Hosts } from "./components/remote";
 
@@ -31,7 +31,7 @@ const loadBalancers = new LoadBalancerPair("lb", {
   remote: hosts,
 });
 
-const server = apiServerUrl(lb.vip, lb.port);
+const server = loadBalancers.endpoint;
 export const clusterName = spec.clusterName;
 export const kubernetesVersion = spec.kubernetes.version;
 export const vip = loadBalancers.vip;
