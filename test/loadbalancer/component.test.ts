@@ -5,8 +5,9 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
-import { readStackFile, runProgram, TEST_SSH_KEY, type StackConfig } from "../harness/program";
-import type { Registration } from "../harness/mocks";
+import { parseClusterSpec } from "../../components/config/spec";
+import { createHarness, type Registration } from "../harness/mocks";
+import { readStackFile, runProgram, TEST_SSH_KEY, valueOf, type StackConfig } from "../harness/program";
 
 /** Pulumi.dev.yaml's config with the namespace dropped from the keys (so variants can override them). */
 const dev = (): StackConfig => ({
@@ -179,5 +180,31 @@ describe("LoadBalancerPair variants", () => {
     expect(lbCmds).toHaveLength(3);
     const k = byName("lb-keepalived-lb1").inputs.create as string;
     expect(k).toContain("unicast_src_ip 10.123.0.11\n    virtual_ipaddress");
+  });
+});
+
+describe("LoadBalancerPair API for the other components", () => {
+  it("exposes vip, port, endpoint, host names and `ready` (each host's keepalived step)", async () => {
+    const h = createHarness();
+    pulumi.runtime.setAllConfig({}, []);
+    await pulumi.runtime.setMocks(h.mocks, "hakube", "dev");
+    const { LoadBalancerPair } = await import("../../components/loadbalancer");
+    const { Hosts } = await import("../../components/remote");
+    const values = Object.fromEntries(Object.entries(dev()).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
+    const { spec } = parseClusterSpec({ stackName: "dev", values, secretKeys: new Set(["sshPrivateKey"]) });
+    const remote = new Hosts("hosts", { hosts: spec.hosts, sshPrivateKey: "k", ports: {} });
+    const role = (r: string) => spec.hosts.filter((x) => x.roles.includes(r as never));
+    const pair = new LoadBalancerPair("lb", {
+      clusterName: spec.clusterName,
+      loadBalancer: spec.loadBalancer,
+      hosts: role("loadbalancer"),
+      controlPlanes: role("controlplane"),
+      workers: role("worker"),
+      kubernetesCaCertPem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+      remote,
+    });
+    expect([pair.vip, pair.port, pair.endpoint, pair.hostNames]).toEqual(["10.123.0.100", 6443, "https://10.123.0.100:6443", ["lb1", "lb2"]]);
+    const urns = await Promise.all(pair.ready.map((r) => valueOf(r.urn)));
+    expect(urns.map((u) => u.split("::").pop())).toEqual(["lb-keepalived-lb1", "lb-keepalived-lb2"]);
   });
 });
