@@ -39,7 +39,7 @@ export const APISERVER_CHECK = { interMs: 1000, fastinterMs: 500, downinterMs: 2
 export const INGRESS_CHECK = { interMs: 2000, fastinterMs: 1000, downinterMs: 5000, fall: 2, rise: 2 } as const;
 /** Idle timeout of proxied connections: long enough for API watches (the API server ends them within 30–60 min). */
 export const IDLE_TIMEOUT = "1h";
-/** kubeadm's apiserver certificate always carries these DNS SANs; the checks verify the first. */
+/** A DNS SAN kubeadm's apiserver certificate always carries (with kubernetes.default[.svc[.<domain>]]): the checks verify it. */
 export const APISERVER_CERT_NAME = "kubernetes";
 /** Dedicated unprivileged user for keepalived's scripts (keepalived's own default name). */
 export const KEEPALIVED_SCRIPT_USER = "keepalived_script";
