@@ -556,8 +556,23 @@ lb_stamp() { [ "$(cat "$1" 2>/dev/null || true)" = "$2" ] || { printf '%s\\n' "$
 export function renderPackagesStep(input: LbInput | Resolved): string {
   const r = "frontendPorts" in input ? input : resolve(input);
   const pkgs = r.engine === "haproxy" ? ["haproxy", "keepalived"] : ["nginx", "libnginx-mod-stream", "keepalived"];
-  return `# ${r.engine} and keepalived from the distribution's packages
+  return `# ${r.engine} and keepalived from the distribution's packages. Their postinst would start the
+# services with the distribution's configs (nginx's default site on port 80 even fails the install
+# when that port is taken): a temporary policy-rc.d keeps them stopped; the proxy and keepalived
+# steps start them with hakube's configs.
+lb_need=0
+for p in ${shqAll(pkgs)}; do
+  [ "$(dpkg-query -W -f='\${db:Status-Status}' "$p" 2>/dev/null || true)" = installed ] || lb_need=1
+done
+lb_policy=0
+if [ "$lb_need" = 1 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  lb_policy=1
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  printf '#!/bin/sh\\n# hakube: installing the load balancer packages without starting them\\nexit 101\\n' > /usr/sbin/policy-rc.d
+  chmod 0755 /usr/sbin/policy-rc.d
+fi
 hakube_apt_install ${shqAll(pkgs)}
+if [ "$lb_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
 for c in ${r.engine} keepalived ss; do
   command -v "$c" >/dev/null 2>&1 || hakube_fail "$c is missing after installing ${pkgs.join(" ")}"
 done

@@ -66,6 +66,7 @@ describe.skipIf(!!why)(`load-balancer steps in a sandbox${why ? ` (skipped: ${wh
   const results: Result[] = [];
   const snaps = new Map<string, string>();
   let systemctlLog: string[] = [];
+  let aptLog: string[] = [];
   const step = (i: number) => results[i];
 
   beforeAll(async () => {
@@ -91,7 +92,7 @@ describe.skipIf(!!why)(`load-balancer steps in a sandbox${why ? ` (skipped: ${wh
     write("proxy-delete", "proxy (delete)", renderProxyDeleteStep(ngx));
 
     const items = [
-      "packages", "proxy", "keepalived", "@first",
+      "!fresh", "packages", "proxy", "keepalived", "@first",
       "packages", "proxy", "keepalived", "@second",
       "proxy-ingress", "keepalived-ingress", "@changed",
       "proxy-broken", "@broken",
@@ -107,7 +108,9 @@ describe.skipIf(!!why)(`load-balancer steps in a sandbox${why ? ` (skipped: ${wh
     expect(run.status, `sandbox: ${run.stderr}`).toBe(0);
     const logFile = path.join(dir, "run", "hakube-fake-systemctl.log"); // state-changing systemctl calls, in order
     systemctlLog = fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").split("\n").filter(Boolean) : [];
+    aptLog = fs.existsSync(path.join(dir, "run", "hakube-fake-apt.log")) ? fs.readFileSync(path.join(dir, "run", "hakube-fake-apt.log"), "utf8").split("\n").filter(Boolean) : [];
     items.forEach((item, k) => {
+      if (item.startsWith("!")) return;
       const base = path.join(dir, "out", `${k + 1}-${item.replace(/^@/, "")}`);
       if (item.startsWith("@")) snaps.set(item.slice(1), fs.readFileSync(`${base}.snap`, "utf8"));
       else
@@ -125,8 +128,12 @@ describe.skipIf(!!why)(`load-balancer steps in a sandbox${why ? ` (skipped: ${wh
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it("first run: installs files, creates the script user, starts haproxy then keepalived, takes the VIP", () => {
+  it("first run: installs the packages without starting them, files, the script user; starts haproxy then keepalived; takes the VIP", () => {
     for (const i of [0, 1, 2]) expect(step(i).rc, `${step(i).name}: ${step(i).err}`).toBe(0);
+    expect(step(0).out).toContain("installed haproxy keepalived");
+    // apt ran while a policy-rc.d kept the services stopped, and it is gone afterwards
+    expect(aptLog).toEqual(["apt-get -o DPkg::Lock::Timeout=300 update policy-rc.d=101", "apt-get --no-install-recommends haproxy keepalived policy-rc.d=101"]);
+    expect(snaps.get("first")).not.toContain("policy-rc.d");
     expect(step(0).out).toContain("created user keepalived_script");
     expect(step(1).out).toContain("changed /etc/haproxy/haproxy.cfg");
     expect(step(1).out).toContain("changed /etc/haproxy/hakube-kubernetes-ca.crt");
