@@ -2,7 +2,8 @@
 // Reads the stack config, builds the components, exports the outputs (README "Outputs").
 import * as pulumi from "@pulumi/pulumi";
 import { hostsWithRole, loadClusterSpec, portNeedsByHost } from "./components/config";
-import { apiServerUrl, ClusterPki, joinEndpoint, renderKubeconfig } from "./components/pki";
+import { ClusterPki, joinEndpoint, renderKubeconfig } from "./components/pki";
+import { LoadBalancerPair } from "./components/loadbalancer";
 import { Hosts } from "./components/remote";
 
 const { spec, sshPrivateKey } = loadClusterSpec();
@@ -19,11 +20,22 @@ const hosts = new Hosts("hosts", {
 // Every host's chain starts with its preflight.
 for (const h of spec.hosts) hosts.preflight(h);
 
-const server = apiServerUrl(lb.vip, lb.port);
+// The VIP in front of the API servers; `loadBalancers.ready` gates kubeadm init.
+const loadBalancers = new LoadBalancerPair("lb", {
+  clusterName: spec.clusterName,
+  loadBalancer: lb,
+  hosts: hostsWithRole(spec, "loadbalancer"),
+  controlPlanes: hostsWithRole(spec, "controlplane"),
+  workers: hostsWithRole(spec, "worker"),
+  kubernetesCaCertPem: pki.kubernetesCa.certPem,
+  remote: hosts,
+});
+
+const server = loadBalancers.endpoint;
 export const clusterName = spec.clusterName;
 export const kubernetesVersion = spec.kubernetes.version;
-export const vip = lb.vip;
-export const apiServerEndpoint = server;
+export const vip = loadBalancers.vip;
+export const apiServerEndpoint = loadBalancers.endpoint;
 export const clusterCaCertificate = pki.kubernetesCa.certPem;
 export const etcdEndpoints = hostsWithRole(spec, "etcd").map((h) => `https://${h.internalAddress}:2379`);
 export const nodes = spec.hosts.map((h) => ({ name: h.name, internalAddress: h.internalAddress, roles: h.roles }));

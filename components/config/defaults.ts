@@ -55,3 +55,9 @@ export const ROLE_PORTS = {
 
 /** The API server's own port on control-plane hosts (the load balancers forward to it). */
 export const APISERVER_PORT = 6443;
+
+/**
+ * Loopback port of the load balancers' local health endpoint (keepalived's check script probes
+ * it; HAProxy also serves its stats page there). Reserved on load-balancer hosts.
+ */
+export const LB_HEALTH_PORT = 8404;

@@ -1,16 +1,18 @@
 /** The ports each host's roles listen on, for the preflight. Pure. */
 import type { PortNeed } from "../remote/preflight";
-import { APISERVER_PORT } from "./defaults";
+import { APISERVER_PORT, LB_HEALTH_PORT } from "./defaults";
 import type { ClusterSpec, HostSpec, LoadBalancerSpec } from "./spec";
 
 export function portNeeds(host: HostSpec, lb?: LoadBalancerSpec): PortNeed[] {
   const needs: PortNeed[] = [];
   const r = (role: string) => host.roles.includes(role as HostSpec["roles"][number]);
   if (r("loadbalancer") && lb) {
-    const engine = lb.engine;
-    needs.push({ port: lb.port, what: "load balancer frontend", owners: [engine] });
-    if (lb.ingress?.http) needs.push({ port: lb.ingress.http.port, what: "ingress http", owners: [engine] });
-    if (lb.ingress?.https) needs.push({ port: lb.ingress.https.port, what: "ingress https", owners: [engine] });
+    // either engine may hold them on a re-run (the proxy step stops the other one on an engine switch)
+    const owners = ["haproxy", "nginx"];
+    needs.push({ port: lb.port, what: "load balancer frontend", owners });
+    if (lb.ingress?.http) needs.push({ port: lb.ingress.http.port, what: "ingress http", owners });
+    if (lb.ingress?.https) needs.push({ port: lb.ingress.https.port, what: "ingress https", owners });
+    needs.push({ port: LB_HEALTH_PORT, what: "load balancer health endpoint (127.0.0.1)", owners });
   }
   if (r("etcd")) {
     needs.push({ port: 2379, what: "etcd client", owners: ["etcd"] });

@@ -7,7 +7,7 @@
 import * as ipaddr from "ipaddr.js";
 import * as semver from "semver";
 import { z } from "zod";
-import { APISERVER_PORT, DEFAULTS, ROLE_PORTS } from "./defaults";
+import { APISERVER_PORT, DEFAULTS, LB_HEALTH_PORT, ROLE_PORTS } from "./defaults";
 
 export const NAMESPACE = "hakube";
 export const ROLES = ["loadbalancer", "etcd", "controlplane", "worker"] as const;
@@ -590,6 +590,8 @@ function checkLoadBalancer(p: Problems, hosts: HostSpec[], lb: z.output<typeof L
     if (seen.has(port)) p.add(path, `${port} is also used by ${seen.get(port)}`);
     else seen.set(port, keyPath(path));
   }
+  for (const [path, port] of lbPorts)
+    if (port === LB_HEALTH_PORT) p.add(path, `${port} is reserved for the load balancers' local health endpoint (127.0.0.1:${LB_HEALTH_PORT})`);
   hosts.forEach((h, i) => {
     if (!h.roles.includes("loadbalancer")) return;
     for (const [path, port] of lbPorts) {
