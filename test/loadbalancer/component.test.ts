@@ -48,7 +48,7 @@ describe("LoadBalancerPair (dev config)", () => {
     for (const c of lbCmds) {
       const host = devHosts().find((h) => c.name.endsWith(`-${h.name}`))!;
       expect(c.inputs.connection.host).toBe(host.address);
-      expect(c.inputs.create).toMatch(new RegExp(`^# hakube: \\w+ on ${host.name}\\nexec bash -c`));
+      expect(c.inputs.create).toMatch(new RegExp(`^# hakube: \\w+ on ${host.name}\\nexec bash --norc --noprofile -c`));
     }
     expect(outputs!.vip).toBe("10.123.0.100");
     expect(outputs!.apiServerEndpoint).toBe("https://10.123.0.100:6443");
