@@ -6,6 +6,7 @@
  *
  *   npx tsx test/lab/deploy.ts [--engine nginx] [--components hosts,etcd,lb] [--fresh]
  */
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { TOKENS, type Registration, type ResourceState } from "../harness/mocks";
@@ -25,6 +26,8 @@ export interface LabDeployOptions {
   statePath?: string | false;
   /** start from an empty state (a new stack) */
   fresh?: boolean;
+  /** use this state (in memory; `statePath` is then ignored): a second deploy with the same map is an unchanged `pulumi up` */
+  state?: ResourceState;
   log?: (line: string) => void;
   /** evaluate the program (vitest passes `runProgram`, which resets modules) */
   evaluate?: (config: StackConfig, opts: RunOptions) => Promise<RunResult>;
@@ -32,6 +35,8 @@ export interface LabDeployOptions {
 
 export interface LabDeployResult {
   result: RunResult;
+  /** the emulated stack state after the deploy */
+  state: ResourceState;
   executions: Execution[];
   config: StackConfig;
   figures: DeployFigures;
@@ -67,16 +72,38 @@ export function labStackConfig(labDir = LAB_DIR, overrides: StackConfig = {}): S
   return { ...readStackFile("Pulumi.dev.yaml"), ...parsed, ...overrides };
 }
 
-function loadState(file: string | false, fresh: boolean): ResourceState {
+/**
+ * Which copies of the hosts' root filesystems the lab runs: `lab up` writes `run/<name>.created`
+ * whenever it makes a new copy (and `down` removes them). A state saved for other copies
+ * describes hosts that no longer exist.
+ */
+export function labGeneration(labDir: string, hostNames: string[]): string {
+  const parts = hostNames.map((n) => {
+    try {
+      return `${n}=${fs.readFileSync(path.join(labDir, "run", `${n}.created`), "utf8").trim()}`;
+    } catch {
+      return `${n}=?`;
+    }
+  });
+  return createHash("sha256").update(parts.join("\n")).digest("hex").slice(0, 16);
+}
+
+function loadState(file: string | false, fresh: boolean, generation: string, log: (l: string) => void): ResourceState {
   if (!file || fresh || !fs.existsSync(file)) return new Map();
+  const saved = fs.existsSync(`${file}.generation`) ? fs.readFileSync(`${file}.generation`, "utf8").trim() : "";
+  if (saved !== generation) {
+    log(`the lab hosts were created anew since the state in ${file} was saved: starting from an empty state (a new stack)`);
+    return new Map();
+  }
   return new Map(Object.entries(JSON.parse(fs.readFileSync(file, "utf8"))));
 }
-function saveState(file: string | false, state: ResourceState) {
+function saveState(file: string | false, state: ResourceState, generation: string) {
   if (!file) return;
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.tmp`;
   fs.writeFileSync(tmp, JSON.stringify(Object.fromEntries(state)), { mode: 0o600 });
   fs.renameSync(tmp, file);
+  fs.writeFileSync(`${file}.generation`, generation + "\n", { mode: 0o600 });
 }
 
 /** Longest chain of dependent commands, weighted by their measured durations. */
@@ -115,7 +142,8 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
   const hostNames = (config["hakube:hosts"] as { name: string }[]).map((h) => h.name);
   const components = o.components ?? DEFAULT_COMPONENTS;
   const statePath = o.statePath === undefined ? path.join(labDir, "state", "dev.json") : o.statePath;
-  const state = loadState(statePath, o.fresh ?? false);
+  const generation = labGeneration(labDir, hostNames);
+  const state = o.state ?? loadState(statePath, o.fresh ?? false, generation, log);
   const ssh = sshExecutor(hostNames, {
     select: (name) => components.some((c) => name.startsWith(`${c}-`)),
     onEvent: ({ kind, execution: e }) => {
@@ -126,7 +154,7 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
   const evaluate = o.evaluate ?? evaluateProgram;
   const result = await evaluate(config, { state, executor: ssh.executor });
   const wallMs = Date.now() - t0;
-  saveState(statePath, state);
+  if (!o.state) saveState(statePath, state, generation);
   if (result.error) throw result.error;
   const failures = result.harness.failures();
   if (failures.length) {
@@ -141,6 +169,7 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
   const evaluationMs = wallMs - (executed.length ? Math.max(...executed.map((e) => e.endMs)) - Math.min(...executed.map((e) => e.startMs)) : 0);
   return {
     result,
+    state,
     executions: ssh.executions,
     config,
     figures: {

@@ -249,6 +249,8 @@ mk_host() {  # NAME IMAGE: full copy of the base rootfs
   cp -a "$img" "$d.partial"
   mv "$d.partial" "$d"
   basename "$img" > "$RUN/$n.image"
+  # a new copy: whatever a deploy recorded about this host is gone (deploy.ts compares these)
+  echo "$(date +%s%N)-$RANDOM" > "$RUN/$n.created"
 }
 configure_host() {  # NAME: per-host files, written before every boot
   local n=$1 d=$HOSTS/$1 ip=${ADDR[$1]} kv dns

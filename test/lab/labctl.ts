@@ -1,0 +1,386 @@
+/**
+ * Driving the lab from TypeScript: `lab.sh` commands, the hosts' state, commands inside a host
+ * (over SSH with the lab key and verified host keys, or through its namespaces), who holds the
+ * VIP, a TCP prober and a small etcd client. Used by the end-to-end suite and the benchmark.
+ */
+import { execFile, execFileSync, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as https from "node:https";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { performance } from "node:perf_hooks";
+import { sshExec, type ExecResult, type SshTarget } from "../harness/ssh";
+
+export const LAB_DIR = process.env.HAKUBE_LAB_DIR ?? "/var/lib/hakube-lab";
+export const LAB_SH = path.join(__dirname, "lab.sh");
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export const now = () => performance.now();
+
+export interface LabRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Run `lab.sh ARGS` (async, so probes keep running meanwhile). Rejects when it fails, unless `allowFail`. */
+export function labRun(args: string[], o: { timeoutMs?: number; allowFail?: boolean } = {}): Promise<LabRun> {
+  const t0 = now();
+  return new Promise((resolve, reject) => {
+    execFile("bash", [LAB_SH, ...args], { timeout: o.timeoutMs ?? 600_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 1) : 0;
+      const r = { code, stdout: String(stdout), stderr: String(stderr), ms: now() - t0 };
+      if (code !== 0 && !o.allowFail) reject(new Error(`lab ${args.join(" ")} failed (exit ${code}):\n${r.stderr.trim().split("\n").slice(-15).join("\n")}`));
+      else resolve(r);
+    });
+  });
+}
+
+export interface LabHost {
+  name: string;
+  address: string;
+  roles: string[];
+}
+export interface Topology {
+  hosts: LabHost[];
+  vip: string;
+}
+
+/** The topology `lab up` recorded (run/topology.tsv). */
+export function topology(labDir = LAB_DIR): Topology {
+  const text = fs.readFileSync(path.join(labDir, "run", "topology.tsv"), "utf8");
+  const hosts: LabHost[] = [];
+  let vip = "";
+  for (const line of text.split("\n")) {
+    const [kind, a, b, c] = line.split("\t");
+    if (kind === "host") hosts.push({ name: a, address: b, roles: c ? c.split(",") : [] });
+    if (kind === "vip") vip = a;
+  }
+  return { hosts, vip };
+}
+export const withRole = (t: Topology, role: string) => t.hosts.filter((h) => h.roles.includes(role));
+
+export interface HostStatus {
+  name: string;
+  running: boolean;
+  notes: string;
+}
+export async function labStatus(): Promise<HostStatus[]> {
+  const r = await labRun(["status"], { allowFail: true });
+  if (r.code !== 0) return [];
+  return r.stdout
+    .split("\n")
+    .slice(1)
+    .filter((l) => /^\S+\s+hk-/.test(l))
+    .map((l) => {
+      const f = l.trim().split(/\s+/);
+      return { name: f[0], running: f[3] === "running", notes: f.slice(5).join(" ") };
+    });
+}
+
+/** Every host of the recorded topology runs, none cut off, the bridge is there. */
+export async function labIsUp(): Promise<boolean> {
+  if (!fs.existsSync(path.join(LAB_DIR, "run", "topology.tsv"))) return false;
+  const st = await labStatus();
+  return st.length > 0 && st.every((h) => h.running && !/unplugged|partitioned|no-rootfs/.test(h.notes));
+}
+
+// ---- processes of a host (this machine's view) ------------------------------------------------
+
+function childPids(pid: number): number[] {
+  try {
+    return fs
+      .readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+function comm(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return "";
+  }
+}
+function startTicks(pid: number): string | undefined {
+  try {
+    const st = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return st.slice(st.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** PID (on this machine) of the host's PID 1 (its systemd), via the launcher pid file lab.sh keeps. */
+export function pid1Of(name: string, labDir = LAB_DIR): number | undefined {
+  let launcher: number, started: string;
+  try {
+    [launcher, started] = fs.readFileSync(path.join(labDir, "run", `${name}.pid`), "utf8").trim().split(/\s+/) as unknown as [number, string];
+  } catch {
+    return undefined;
+  }
+  if (startTicks(Number(launcher)) !== started) return undefined;
+  const nspawn = childPids(Number(launcher)).find((p) => comm(p) === "systemd-nspawn");
+  return nspawn ? childPids(nspawn)[0] : undefined;
+}
+
+/** Run ARGV in the host's network namespace with this machine's binaries (fast; works while the host is cut off). */
+export function inNetns(name: string, argv: string[]): string | undefined {
+  const pid = pid1Of(name);
+  if (!pid) return undefined;
+  const r = spawnSync("nsenter", ["-t", String(pid), "-n", ...argv], { encoding: "utf8", timeout: 5000 });
+  return r.status === 0 ? r.stdout : undefined;
+}
+
+/** Which of these hosts carry ADDRESS on an interface (host not running → not a holder). */
+export function holders(names: string[], address: string): string[] {
+  return names.filter((n) => (inNetns(n, ["ip", "-4", "-o", "addr", "show"]) ?? "").includes(` ${address}/`));
+}
+
+// ---- SSH ---------------------------------------------------------------------------------------
+
+export interface LabConnections {
+  targets: Record<string, SshTarget>;
+  privateKey: string;
+}
+/** SSH targets for every host from the lab's stack-config.json (root, lab key, pinned host keys). */
+export function connections(labDir = LAB_DIR): LabConnections {
+  const cfg = JSON.parse(fs.readFileSync(path.join(labDir, "stack-config.json"), "utf8")) as Record<string, string>;
+  const hosts = JSON.parse(cfg["hakube:hosts"]) as { name: string; address: string; hostKey: string }[];
+  const privateKey = cfg["hakube:sshPrivateKey"];
+  const targets: Record<string, SshTarget> = {};
+  for (const h of hosts) targets[h.name] = { host: h.address, port: 22, user: "root", privateKey, hostKey: h.hostKey };
+  return { targets, privateKey };
+}
+
+/** Run a bash script on a host over SSH (script on the command line, optional stdin). */
+export async function onHost(t: SshTarget, script: string, o: { stdin?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
+  return sshExec(t, `bash --norc --noprofile -c ${shellQuote(script)}`, o.stdin, o.timeoutMs ?? 120_000);
+}
+/** `onHost` that must exit 0; returns stdout. */
+export async function onHostOk(t: SshTarget, script: string, o: { stdin?: string; timeoutMs?: number } = {}): Promise<string> {
+  const r = await onHost(t, script, o);
+  if (r.exitCode !== 0) throw new Error(`on ${t.host}: exit ${r.exitCode}: ${r.stderr.trim() || r.stdout.trim()}\nscript: ${script.slice(0, 300)}`);
+  return r.stdout;
+}
+export function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+// ---- TCP prober ------------------------------------------------------------------------------------
+
+export interface Attempt {
+  /** performance.now() when the connect started / ended */
+  start: number;
+  end: number;
+  ok: boolean;
+  error?: string;
+}
+
+/**
+ * Opens a new TCP connection to HOST:PORT every `intervalMs` (each gives up after `timeoutMs`;
+ * attempts overlap), and records every attempt. A success is a completed handshake.
+ */
+export class TcpProber {
+  readonly attempts: Attempt[] = [];
+  private timer?: NodeJS.Timeout;
+  private pending = new Set<Promise<void>>();
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    readonly intervalMs = 20,
+    readonly timeoutMs = 500,
+  ) {}
+  start(): this {
+    const tick = () => {
+      const p = this.once().then((a) => {
+        this.attempts.push(a);
+        this.pending.delete(p);
+      });
+      this.pending.add(p);
+    };
+    tick();
+    this.timer = setInterval(tick, this.intervalMs);
+    return this;
+  }
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await Promise.all([...this.pending]);
+  }
+  private once(): Promise<Attempt> {
+    const start = now();
+    return new Promise((resolve) => {
+      const s = net.connect({ host: this.host, port: this.port });
+      let done = false;
+      const finish = (ok: boolean, error?: string) => {
+        if (done) return;
+        done = true;
+        clearTimeout(t);
+        s.destroy();
+        resolve({ start, end: now(), ok, ...(error ? { error } : {}) });
+      };
+      const t = setTimeout(() => finish(false, "timeout"), this.timeoutMs);
+      s.once("connect", () => finish(true));
+      s.once("error", (e: NodeJS.ErrnoException) => finish(false, e.code ?? e.message));
+    });
+  }
+  sorted(): Attempt[] {
+    return [...this.attempts].sort((a, b) => a.start - b.start);
+  }
+  /** Last success that completed before `t`. */
+  lastSuccessBefore(t: number): Attempt | undefined {
+    return this.sorted().filter((a) => a.ok && a.end <= t).pop();
+  }
+  /** The first failed attempt started at/after `t`. */
+  firstFailureAfter(t: number): Attempt | undefined {
+    return this.sorted().find((a) => !a.ok && a.start >= t);
+  }
+  /** First success among the attempts started after the first failure (from `t` on): the recovery. */
+  recoveryAfter(t: number): { firstFailure?: Attempt; recovery?: Attempt; lastGood?: Attempt } {
+    const firstFailure = this.firstFailureAfter(t);
+    if (!firstFailure) return {};
+    const recovery = this.sorted().find((a) => a.ok && a.start >= firstFailure.start);
+    return { firstFailure, recovery, lastGood: this.lastSuccessBefore(firstFailure.end) };
+  }
+  failuresBetween(t0: number, t1: number): Attempt[] {
+    return this.attempts.filter((a) => !a.ok && a.start >= t0 && a.start <= t1);
+  }
+}
+
+/** Wait until `f()` is truthy (checked every `everyMs`), at most `timeoutMs`; returns the value and when it became true. */
+export async function waitFor<T>(what: string, f: () => T | Promise<T>, timeoutMs: number, everyMs = 50): Promise<{ value: NonNullable<T>; at: number }> {
+  const end = now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v) return { value: v as NonNullable<T>, at: now() };
+      last = v;
+    } catch (e) {
+      last = e instanceof Error ? e.message : e;
+    }
+    if (now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${typeof last === "string" ? last : JSON.stringify(last)})`);
+    await sleep(everyMs);
+  }
+}
+
+// ---- etcd ------------------------------------------------------------------------------------------
+
+export interface EtcdClientCert {
+  caCertPem: string;
+  certPem?: string;
+  keyPem?: string;
+}
+
+/** Client credentials written to a private temp directory (for etcdctl); `dispose()` removes it. */
+export class EtcdCreds {
+  readonly dir: string;
+  constructor(readonly c: EtcdClientCert) {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-e2e-etcd-"));
+    fs.chmodSync(this.dir, 0o700);
+    fs.writeFileSync(path.join(this.dir, "ca.crt"), c.caCertPem);
+    if (c.certPem) fs.writeFileSync(path.join(this.dir, "client.crt"), c.certPem);
+    if (c.keyPem) fs.writeFileSync(path.join(this.dir, "client.key"), c.keyPem, { mode: 0o600 });
+  }
+  /** etcdctl flags: CA always; the client certificate unless `anonymous`. */
+  flags(anonymous = false): string[] {
+    return [
+      `--cacert=${path.join(this.dir, "ca.crt")}`,
+      ...(anonymous || !this.c.certPem ? [] : [`--cert=${path.join(this.dir, "client.crt")}`, `--key=${path.join(this.dir, "client.key")}`]),
+    ];
+  }
+  dispose(): void {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** `etcdctl` (v3 API) on this machine. */
+export function etcdctl(creds: EtcdCreds, endpoints: string[], args: string[], o: { anonymous?: boolean; timeoutS?: number } = {}): ExecResult {
+  const t = o.timeoutS ?? 5;
+  const r = spawnSync(
+    "etcdctl",
+    [`--endpoints=${endpoints.join(",")}`, ...creds.flags(o.anonymous), `--dial-timeout=${Math.min(t, 3)}s`, `--command-timeout=${t}s`, ...args],
+    { encoding: "utf8", env: { ...process.env, ETCDCTL_API: "3" }, timeout: (t + 5) * 1000 },
+  );
+  return { exitCode: r.status, stdout: r.stdout ?? "", stderr: (r.stderr ?? "") + (r.error ? String(r.error) : "") };
+}
+
+/**
+ * etcd's JSON gateway (`POST /v3/kv/put`) over one kept-alive mutual-TLS connection: a write's
+ * latency without a process start or a TLS handshake per write.
+ */
+export class EtcdHttp {
+  private readonly agent: https.Agent;
+  constructor(
+    readonly endpoint: string,
+    c: EtcdClientCert,
+  ) {
+    this.agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: c.caCertPem, cert: c.certPem, key: c.keyPem });
+  }
+  post(api: string, body: unknown, timeoutMs = 3000): Promise<{ status: number; json: any; ms: number }> {
+    const t0 = now();
+    const u = new URL(api, this.endpoint);
+    const data = JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = https.request(
+        { host: u.hostname, port: u.port, path: u.pathname, method: "POST", agent: this.agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(data) }, timeout: timeoutMs },
+        (res) => {
+          let text = "";
+          res.on("data", (d) => (text += d));
+          res.on("end", () => {
+            try {
+              resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : {}, ms: now() - t0 });
+            } catch (e) {
+              reject(e);
+            }
+          });
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
+      req.on("error", reject);
+      req.end(data);
+    });
+  }
+  async put(key: string, value: string, timeoutMs?: number): Promise<number> {
+    const r = await this.post("/v3/kv/put", { key: b64(key), value: b64(value) }, timeoutMs);
+    if (r.status !== 200 || r.json.error) throw new Error(`put ${key}: HTTP ${r.status} ${JSON.stringify(r.json)}`);
+    return r.ms;
+  }
+  /** Serializable read: this member's own copy, no round trip to the leader. */
+  async getLocal(key: string): Promise<string | undefined> {
+    const r = await this.post("/v3/kv/range", { key: b64(key), serializable: true });
+    if (r.status !== 200) throw new Error(`range ${key}: HTTP ${r.status} ${JSON.stringify(r.json)}`);
+    const kv = r.json.kvs?.[0];
+    return kv ? Buffer.from(kv.value ?? "", "base64").toString("utf8") : undefined;
+  }
+  close(): void {
+    this.agent.destroy();
+  }
+}
+const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
+
+export function percentile(values: number[], p: number): number {
+  if (!values.length) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+export const round = (ms: number) => Math.round(ms);
+
+/** True when this machine can run the lab (root, lab tools). */
+export function labPrerequisites(): string | undefined {
+  if (process.getuid?.() !== 0) return "the lab suite needs root (systemd-nspawn, a bridge, nftables)";
+  for (const t of ["systemd-nspawn", "nft", "nsenter", "etcdctl"]) {
+    try {
+      execFileSync("bash", ["-c", `command -v ${t}`], { stdio: "ignore" });
+    } catch {
+      return `${t} is not installed (test/all.sh installs the lab's packages)`;
+    }
+  }
+  return undefined;
+}

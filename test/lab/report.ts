@@ -1,0 +1,81 @@
+/**
+ * The lab suite's report: `reports/lab-<engine>.json` (every figure and check result of one
+ * engine's run) and `reports/lab.md` (a summary table over the engines' JSON files present).
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ROOT } from "../harness/program";
+
+export const REPORT_DIR = process.env.HAKUBE_REPORT_DIR ?? path.join(ROOT, "reports");
+
+export class LabReport {
+  readonly data: Record<string, unknown>;
+  constructor(readonly engine: string) {
+    this.data = {
+      engine,
+      date: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release() },
+    };
+  }
+  /** Record a figure or result (printed too). */
+  set(key: string, value: unknown, print = true): void {
+    this.data[key] = value;
+    if (print) console.log(`[lab ${this.engine}] ${key}: ${JSON.stringify(value)}`);
+  }
+  get(key: string): any {
+    return this.data[key];
+  }
+  write(): string {
+    fs.mkdirSync(REPORT_DIR, { recursive: true });
+    const file = path.join(REPORT_DIR, `lab-${this.engine}.json`);
+    fs.writeFileSync(file, JSON.stringify(this.data, null, 2) + "\n");
+    writeSummary();
+    return file;
+  }
+}
+
+type Row = [label: string, pick: (d: any) => unknown];
+const ms = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? `${Math.round(v)} ms` : v === undefined ? "—" : String(v));
+const s = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? `${(v / 1000).toFixed(1)} s` : "—");
+
+const ROWS: Row[] = [
+  ["lab down (before) / up", (d) => `${s(d.lab?.downMs)} / ${s(d.lab?.upMs)}`],
+  ["deploy wall time", (d) => s(d.deploy?.wallMs)],
+  ["deploy: commands executed / recorded only", (d) => (d.deploy ? `${d.deploy.executed} / ${d.deploy.skipped}` : "—")],
+  ["critical path (ratio wall / critical)", (d) => (d.deploy ? `${s(d.deploy.criticalPathMs)} (${d.deploy.ratio})` : "—")],
+  ["idempotency: re-runs exit 0 / files changed / unit events", (d) => (d.idempotency ? `${d.idempotency.ok}/${d.idempotency.reruns} / ${d.idempotency.fileChanges} / ${d.idempotency.unitEvents}` : "—")],
+  ["idempotency: re-run time (all commands)", (d) => s(d.idempotency?.totalMs)],
+  ["unchanged deploy: commands run", (d) => d.unchangedDeploy?.executed ?? "—"],
+  ["secrets: needles / files outside key files / journal hits", (d) => (d.secrets ? `${d.secrets.needles} / ${d.secrets.leaks} / ${d.secrets.journalHits}` : "—")],
+  ["crash of the VIP holder → VIP:port connects again (from the kill)", (d) => ms(d.faults?.crash?.recoveredAfterKillMs)],
+  ["crash: VIP on the other load balancer (from the kill)", (d) => ms(d.faults?.crash?.vipMovedAfterKillMs)],
+  ["crash: client outage (last good → first good connect)", (d) => ms(d.faults?.crash?.outageMs)],
+  ["engine stopped on the holder → VIP moved", (d) => ms(d.faults?.stopEngine?.vipMovedMs)],
+  ["engine stopped: client outage", (d) => ms(d.faults?.stopEngine?.outageMs)],
+  ["unplug of the holder → VIP moved / client outage", (d) => `${ms(d.faults?.unplug?.vipMovedMs)} / ${ms(d.faults?.unplug?.outageMs)}`],
+  ["plug again → exactly one holder after", (d) => ms(d.faults?.unplug?.singleHolderAfterPlugMs)],
+  ["etcd write latency, one member down (p50 / p99 / max)", (d) => (d.faults?.etcdFollower ? `${ms(d.faults.etcdFollower.p50Ms)} / ${ms(d.faults.etcdFollower.p99Ms)} / ${ms(d.faults.etcdFollower.maxMs)}` : "—")],
+  ["etcd write latency, all members up (p50)", (d) => ms(d.faults?.etcdFollower?.baselineP50Ms)],
+  ["etcd member rejoin (lab start → member healthy)", (d) => ms(d.faults?.etcdFollower?.rejoinMs)],
+  ["etcd leader crash → writes fail for", (d) => ms(d.faults?.etcdLeader?.unavailableMs)],
+  ["soak: spurious VIP moves", (d) => (d.soak ? `${d.soak.vipMoves} in ${s(d.soak.ms)}` : "not run")],
+];
+
+/** reports/lab.md from every reports/lab-<engine>.json present. */
+export function writeSummary(): void {
+  const files = fs.existsSync(REPORT_DIR) ? fs.readdirSync(REPORT_DIR).filter((f) => /^lab-[a-z0-9]+\.json$/.test(f)).sort() : [];
+  const runs = files.map((f) => JSON.parse(fs.readFileSync(path.join(REPORT_DIR, f), "utf8")));
+  if (!runs.length) return;
+  const lines = [
+    "# hakube lab: end-to-end figures",
+    "",
+    `Written by \`npm run test:lab\` (test/lab/). Machine: ${runs[0].machine.cpus} cores, ${runs[0].machine.memGiB} GiB, kernel ${runs[0].machine.kernel}.`,
+    "",
+    `| figure | ${runs.map((r) => `${r.engine} (${String(r.date).slice(0, 16)})`).join(" | ")} |`,
+    `|---|${runs.map(() => "---").join("|")}|`,
+    ...ROWS.map(([label, pick]) => `| ${label} | ${runs.map((r) => String(pick(r) ?? "—")).join(" | ")} |`),
+    "",
+  ];
+  fs.writeFileSync(path.join(REPORT_DIR, "lab.md"), lines.join("\n"));
+}

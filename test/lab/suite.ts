@@ -1,0 +1,616 @@
+/**
+ * The end-to-end suite for one load-balancer engine (the test files call `labSuite(engine)`):
+ * fresh lab hosts, the `dev` stack deployed through the realizing harness (every etcd and
+ * load-balancer command runs for real over SSH), then checks from outside the hosts, then faults.
+ *
+ * Environment: HAKUBE_LAB_KEEP=1 leaves the lab up at the end (default: down);
+ * HAKUBE_LAB_ENGINES=haproxy,nginx (which engines run); HAKUBE_LAB_COMPONENTS (executed for real;
+ * default hosts,etcd,lb); HAKUBE_LAB_SOAK=1 (+ HAKUBE_LAB_SOAK_MINUTES, default 10) adds the soak.
+ */
+import * as fs from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TOKENS, type Registration } from "../harness/mocks";
+import { readStackFile, runProgram, valueOf } from "../harness/program";
+import type { Execution, SshTarget } from "../harness/ssh";
+import {
+  CHANGE_LINE,
+  collectSecrets,
+  diffLines,
+  KEY_FILE,
+  keepalivedState,
+  rerunAll,
+  scanHost,
+  snapshot,
+  unitEventsSince,
+  validators,
+  type Secrets,
+  type Snapshot,
+} from "./checks";
+import { DEFAULT_COMPONENTS, deployLab, type LabDeployResult } from "./deploy";
+import {
+  connections,
+  EtcdCreds,
+  EtcdHttp,
+  etcdctl,
+  holders,
+  labPrerequisites,
+  labRun,
+  now,
+  onHostOk,
+  percentile,
+  pid1Of,
+  round,
+  sleep,
+  TcpProber,
+  topology,
+  waitFor,
+  withRole,
+  type Topology,
+} from "./labctl";
+import { LabReport } from "./report";
+
+export type Engine = "haproxy" | "nginx";
+
+const ENGINES = (process.env.HAKUBE_LAB_ENGINES ?? "haproxy,nginx").split(",").map((s) => s.trim());
+const COMPONENTS = process.env.HAKUBE_LAB_COMPONENTS?.split(",").map((s) => s.trim()) ?? DEFAULT_COMPONENTS;
+const KEEP = process.env.HAKUBE_LAB_KEEP === "1";
+const SOAK = process.env.HAKUBE_LAB_SOAK === "1";
+const SOAK_MINUTES = Number(process.env.HAKUBE_LAB_SOAK_MINUTES ?? 10);
+
+/** Whether a PID is gone (or a zombie: the kernel already killed it). */
+function dead(pid: number): boolean {
+  try {
+    const st = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return /^[ZX]/.test(st.slice(st.lastIndexOf(")") + 2));
+  } catch {
+    return true;
+  }
+}
+
+export function labSuite(engine: Engine): void {
+  const why = labPrerequisites() ?? (ENGINES.includes(engine) ? undefined : `HAKUBE_LAB_ENGINES=${ENGINES.join(",")}`);
+  describe.skipIf(why !== undefined)(`lab end to end: ${engine}${why ? ` (skipped: ${why})` : ""}`, () => {
+    const report = new LabReport(engine);
+    let d: LabDeployResult;
+    let topo: Topology;
+    let targets: Record<string, SshTarget>;
+    let sshPrivateKey: string;
+    let lbs: string[];
+    let etcdNames: string[];
+    let vip: string;
+    let port: number;
+    let outputs: Record<string, any>;
+    let creds: EtcdCreds | undefined;
+    let hcCreds: EtcdCreds | undefined;
+    let endpoints: string[];
+    let regs: Registration[];
+    const reg = (name: string) => {
+      const r = regs.find((x) => x.name === name);
+      if (!r?.outputs) throw new Error(`no registration ${name} with outputs (is the etcd component in the program?)`);
+      return r.outputs;
+    };
+    const byHost = async <T>(names: string[], f: (n: string) => Promise<T>) => Object.fromEntries(await Promise.all(names.map(async (n) => [n, await f(n)] as const))) as Record<string, T>;
+    const faults: Record<string, unknown> = {};
+    const figure = (k: string, v: unknown) => {
+      faults[k] = v;
+      report.set("faults", faults, false);
+      console.log(`[lab ${engine}] fault ${k}: ${JSON.stringify(v)}`);
+    };
+
+    beforeAll(async () => {
+      // Fresh hosts for every engine: the checks below assume nothing but this deploy touched them.
+      const down = await labRun(["down"]);
+      const up = await labRun(["up"]);
+      const upLine = /whole up ([\d.]+) s \(image (\d+) s\)/.exec(up.stderr);
+      report.set("lab", { downMs: round(down.ms), upMs: round(up.ms), upReported: upLine ? `${upLine[1]} s (image ${upLine[2]} s)` : undefined });
+      topo = topology();
+      ({ targets, privateKey: sshPrivateKey } = connections());
+      lbs = withRole(topo, "loadbalancer").map((h) => h.name);
+      etcdNames = withRole(topo, "etcd").map((h) => h.name);
+      vip = topo.vip;
+
+      const base = readStackFile("Pulumi.dev.yaml")["hakube:loadBalancer"] as Record<string, unknown>;
+      port = Number(base.port ?? 6443);
+      const log: string[] = [];
+      d = await deployLab({
+        overrides: { "hakube:loadBalancer": { ...base, engine } },
+        components: COMPONENTS,
+        statePath: false,
+        evaluate: runProgram,
+        log: (l) => log.push(l),
+      });
+      const f = d.figures;
+      report.set("deploy", {
+        components: COMPONENTS,
+        wallMs: f.wallMs,
+        evaluationMs: f.evaluationMs,
+        executed: f.executed,
+        skipped: f.skipped,
+        criticalPathMs: f.criticalPathMs,
+        ratio: Number((f.wallMs / Math.max(1, f.criticalPathMs)).toFixed(2)),
+        criticalPath: f.criticalPath,
+        commandsPerHost: f.commandsPerHost,
+        steps: d.executions.filter((e) => !e.skipped).map((e) => ({ name: e.name, ms: e.endMs - e.startMs })),
+      });
+      regs = d.result.harness.registrations;
+      outputs = {};
+      for (const [k, v] of Object.entries(d.result.outputs ?? {})) outputs[k] = await valueOf(v as never);
+      endpoints = outputs.etcdEndpoints as string[];
+    }, 15 * 60_000);
+
+    afterAll(async () => {
+      creds?.dispose();
+      hcCreds?.dispose();
+      const file = report.write();
+      console.log(`[lab ${engine}] report: ${file}`);
+      if (KEEP) console.log(`[lab ${engine}] HAKUBE_LAB_KEEP=1: the lab stays up`);
+      else await labRun(["down"]);
+    }, 5 * 60_000);
+
+    it("runs every etcd and load-balancer command for real (all exit 0); control-plane and worker commands are recorded only", () => {
+      const commands = d.result.harness.ofType(TOKENS.command).map((r) => r.name);
+      const byName = new Map(d.executions.map((e) => [e.name, e]));
+      const real = (n: string) => COMPONENTS.some((c) => n.startsWith(`${c}-`));
+      for (const n of commands) {
+        const e = byName.get(n);
+        expect(e, `${n} was handed to the executor`).toBeDefined();
+        expect(e!.skipped, `${n} ${real(n) ? "runs" : "is skipped"}`).toBe(!real(n));
+        if (real(n)) expect(e!.exitCode, n).toBe(0);
+      }
+      const executedComponents = new Set(d.executions.filter((e) => !e.skipped).map((e) => e.component));
+      for (const c of ["hosts", "etcd", "lb"]) if (COMPONENTS.includes(c)) expect([...executedComponents], `component ${c} executed`).toContain(c);
+      expect(outputs.vip).toBe(vip);
+    });
+
+    describe("etcd", () => {
+      beforeAll(() => {
+        const ca = reg("pki-etcd-ca-cert").certPem as string;
+        creds = new EtcdCreds({ caCertPem: ca, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
+        hcCreds = new EtcdCreds({ caCertPem: ca, certPem: reg("etcd-healthcheck-client-cert").certPem, keyPem: reg("etcd-healthcheck-client-key").privateKeyPem });
+      });
+
+      it("is healthy through mutual TLS with the program's own client certificates (apiserver-etcd-client, healthcheck-client)", () => {
+        expect(endpoints).toEqual(withRole(topo, "etcd").map((h) => `https://${h.address}:2379`));
+        for (const c of [creds!, hcCreds!]) {
+          const h = etcdctl(c, endpoints, ["endpoint", "health"]);
+          expect(h.exitCode, h.stderr + h.stdout).toBe(0);
+          expect((h.stdout + h.stderr).match(/is healthy/g)?.length).toBe(endpoints.length);
+        }
+        const m = etcdctl(creds!, endpoints, ["member", "list", "-w", "json"]);
+        expect(m.exitCode, m.stderr).toBe(0);
+        const members = JSON.parse(m.stdout).members as { name: string; clientURLs: string[] }[];
+        expect(members.map((x) => x.name).sort()).toEqual([...etcdNames].sort());
+        expect(members.flatMap((x) => x.clientURLs).sort()).toEqual([...endpoints].sort());
+        const st = etcdctl(creds!, endpoints, ["endpoint", "status", "-w", "json"]);
+        expect(st.exitCode, st.stderr).toBe(0);
+        const status = JSON.parse(st.stdout) as { Status: { header: { cluster_id: string; member_id: string }; leader: string } }[];
+        expect(new Set(status.map((x) => String(x.Status.header.cluster_id))).size).toBe(1);
+        expect(new Set(status.map((x) => String(x.Status.leader))).size).toBe(1);
+      });
+
+      it("refuses a client without a certificate, and one with a certificate from another CA (the Kubernetes CA's admin)", () => {
+        const anon = etcdctl(creds!, endpoints, ["endpoint", "health"], { anonymous: true, timeoutS: 3 });
+        expect(anon.exitCode).not.toBe(0);
+        expect(anon.stdout + anon.stderr).not.toMatch(/is healthy/);
+        const anonPut = etcdctl(creds!, [endpoints[0]], ["put", "e2e/anonymous", "x"], { anonymous: true, timeoutS: 3 });
+        expect(anonPut.exitCode).not.toBe(0);
+        const other = new EtcdCreds({ caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("pki-admin-cert").certPem, keyPem: reg("pki-admin-key").privateKeyPem });
+        try {
+          const r = etcdctl(other, [endpoints[0]], ["put", "e2e/other-ca", "x"], { timeoutS: 3 });
+          expect(r.exitCode).not.toBe(0);
+          report.set("etcdRefusals", { anonymous: (anon.stderr.split("\n").find((l) => /error|fail/i.test(l)) ?? "").slice(0, 200), otherCa: (r.stderr.split("\n").find((l) => /error|fail/i.test(l)) ?? "").slice(0, 200) });
+        } finally {
+          other.dispose();
+        }
+      });
+
+      it("replicates: data written through one member is read back from each other member's own copy", async () => {
+        const value = `written-through-${etcdNames[0]}-${Date.now()}`;
+        const put = etcdctl(creds!, [endpoints[0]], ["put", "e2e/replication", value]);
+        expect(put.exitCode, put.stderr).toBe(0);
+        for (const ep of endpoints.slice(1)) {
+          // serializable: the member answers from its own store, without asking the leader
+          const got = await waitFor(`e2e/replication on ${ep}`, () => {
+            const g = etcdctl(creds!, [ep], ["get", "e2e/replication", "--consistency=s", "--print-value-only"]);
+            return g.exitCode === 0 && g.stdout.trim() === value;
+          }, 5000, 100);
+          expect(got.value).toBe(true);
+        }
+      });
+    });
+
+    describe("load balancers", () => {
+      it("the VIP answers on the API port and exactly one load balancer holds it", async () => {
+        const p = new TcpProber(vip, port, 50, 1000).start();
+        await sleep(300);
+        await p.stop();
+        expect(p.attempts.length).toBeGreaterThan(0);
+        expect(p.attempts.every((a) => a.ok), JSON.stringify(p.attempts.filter((a) => !a.ok))).toBe(true);
+        expect(holders(lbs, vip)).toHaveLength(1);
+      });
+
+      it(`each host's configuration passes its validator (${engine === "haproxy" ? "haproxy -c" : "nginx -t"}, keepalived -t) on the host`, async () => {
+        const res = await byHost(lbs, (n) => validators(targets[n], engine));
+        report.set("validators", res, false);
+        for (const [n, r] of Object.entries(res)) {
+          expect(Object.keys(r).sort(), n).toEqual([engine, "keepalived"].sort());
+          expect(r[engine].exitCode, `${n}: ${r[engine].output}`).toBe(0);
+          // keepalived -t exits 0 (or 143: it SIGTERMs itself) and prints nothing for a clean file
+          expect([0, 143], `${n}: keepalived -t: ${r.keepalived.output}`).toContain(r.keepalived.exitCode);
+          expect(r.keepalived.output, n).toBe("");
+        }
+      });
+
+      it("keepalived: one MASTER (the VIP holder), one BACKUP; every instance configured BACKUP + nopreempt; the engine runs, the other does not", async () => {
+        const st = await byHost(lbs, (n) => keepalivedState(targets[n]));
+        report.set("keepalived", st, false);
+        expect(Object.values(st).map((s) => s.state).sort()).toEqual(["BACKUP", "MASTER"]);
+        const master = Object.entries(st).find(([, s]) => s.state === "MASTER")![0];
+        expect(holders(lbs, vip)).toEqual([master]);
+        for (const s of Object.values(st)) {
+          expect(s.configState).toBe("BACKUP");
+          expect(s.nopreempt).toBe(true);
+          expect(s.active).toBe("active");
+        }
+        const other = engine === "haproxy" ? "nginx" : "haproxy";
+        for (const n of lbs) expect((await onHostOk(targets[n], `systemctl is-active ${engine} ${other} || true`)).trim().split("\n"), n).toEqual(["active", "inactive"]);
+      });
+    });
+
+    it("idempotency: every executed script run again exits 0, changes no managed file, restarts and reloads nothing", async () => {
+      const names = topo.hosts.map((h) => h.name);
+      const before = await byHost(names, (n) => snapshot(targets[n]));
+      const t0 = now();
+      const reruns = await rerunAll(d.executions);
+      const totalMs = now() - t0;
+      const after = await byHost(names, (n) => snapshot(targets[n]));
+      const events = await byHost(names, (n) => unitEventsSince(targets[n], before[n].cursor));
+      const failed = reruns.filter((r) => r.exitCode !== 0);
+      const changing = reruns.filter((r) => CHANGE_LINE.test(r.stdout));
+      const fileDiffs = Object.fromEntries(names.map((n) => [n, diffLines(before[n].files, after[n].files)]).filter(([, x]) => x.length));
+      const svcDiffs = Object.fromEntries(names.map((n) => [n, diffLines(before[n].services, after[n].services)]).filter(([, x]) => x.length));
+      const unitEvents = Object.fromEntries(Object.entries(events).filter(([, x]) => x.length));
+      const managed = Object.fromEntries(names.map((n) => [n, (before[n] as Snapshot).files.filter((l) => l.startsWith("f ")).length]));
+      report.set("idempotency", {
+        reruns: reruns.length,
+        ok: reruns.length - failed.length,
+        totalMs: round(totalMs),
+        maxMs: round(Math.max(...reruns.map((r) => r.ms))),
+        fileChanges: Object.values(fileDiffs).flat().length,
+        serviceChanges: Object.values(svcDiffs).flat().length,
+        unitEvents: Object.values(unitEvents).flat().length,
+        managedFilesPerHost: managed,
+        printed: reruns.filter((r) => r.stdout.trim()).map((r) => `${r.name}: ${r.stdout.trim().slice(0, 300)}`),
+        steps: reruns.map((r) => ({ name: r.name, ms: round(r.ms) })),
+      });
+      expect(reruns.length).toBe(d.executions.filter((e) => !e.skipped).length);
+      expect(failed.map((r) => `${r.name}: exit ${r.exitCode}: ${r.stderr.trim().slice(-500)}`)).toEqual([]);
+      expect(changing.map((r) => `${r.name}: ${r.stdout.trim()}`)).toEqual([]);
+      expect(fileDiffs).toEqual({});
+      expect(svcDiffs).toEqual({});
+      expect(unitEvents).toEqual({});
+      // the snapshot is not empty: the managed files and services are there to compare
+      for (const n of lbs) expect(before[n].files.some((l) => l.includes(" /etc/keepalived/keepalived.conf ")), n).toBe(true);
+      for (const n of etcdNames) expect(before[n].services.some((l) => /^svc etcd .*ActiveState=active/.test(l)), n).toBe(true);
+    }, 10 * 60_000);
+
+    it("an unchanged deploy (same config, same state) runs no command", async () => {
+      const base = readStackFile("Pulumi.dev.yaml")["hakube:loadBalancer"] as Record<string, unknown>;
+      const again = await deployLab({ overrides: { "hakube:loadBalancer": { ...base, engine } }, components: COMPONENTS, state: d.state, evaluate: runProgram, log: () => undefined });
+      report.set("unchangedDeploy", { executed: again.executions.length, wallMs: again.figures.wallMs });
+      expect(again.executions.map((e: Execution) => e.name)).toEqual([]);
+    }, 5 * 60_000);
+
+    it("secrets: key files are 0600; no private key, token or SSH key in any command text, journal, or file outside the key files", async () => {
+      const token = (outputs.joinInfo as { token?: string } | undefined)?.token;
+      const secrets: Secrets = collectSecrets(regs, sshPrivateKey, token);
+      expect(secrets.needles.length).toBeGreaterThan(20);
+      // command texts (create and delete) of every command, executed or not
+      const inText: string[] = [];
+      for (const c of d.result.harness.ofType(TOKENS.command)) {
+        const text = `${c.inputs.create ?? ""}\n${c.inputs.delete ?? ""}\n${c.inputs.update ?? ""}`;
+        for (const n of secrets.needles) if (text.includes(n)) inText.push(`${c.name}: ${secrets.owner.get(n)}`);
+      }
+      expect(inText).toEqual([]);
+      const names = topo.hosts.map((h) => h.name);
+      const scans = await byHost(names, (n) => scanHost(n, targets[n], secrets));
+      const leaks = Object.values(scans).flatMap((s) => s.files.filter((f) => !KEY_FILE.test(f.path)).map((f) => `${s.host}:${f.path}`));
+      const badModes = Object.values(scans).flatMap((s) => [...s.files.filter((f) => KEY_FILE.test(f.path)), ...s.keyFiles].filter((f) => f.mode !== "600").map((f) => `${s.host}:${f.path} ${f.mode}`));
+      const journal = Object.values(scans).flatMap((s) => s.journalHits.map((h) => `${s.host}: ${h}`));
+      report.set("secrets", {
+        needles: secrets.needles.length,
+        leaks: leaks.length,
+        journalHits: journal.length,
+        keyFiles: Object.fromEntries(Object.values(scans).filter((s) => s.keyFiles.length).map((s) => [s.host, s.keyFiles.map((f) => `${f.path} ${f.mode}`)])),
+        scanMs: Object.fromEntries(Object.values(scans).map((s) => [s.host, round(s.ms)])),
+      });
+      expect(leaks).toEqual([]);
+      expect(badModes).toEqual([]);
+      expect(journal).toEqual([]);
+      // the scan is not blind: it finds each etcd member's own keys in its key files
+      for (const n of etcdNames) {
+        expect(scans[n].files.map((f) => f.path).sort(), n).toEqual(["/etc/etcd/pki/healthcheck-client.key", "/etc/etcd/pki/peer.key", "/etc/etcd/pki/server.key"]);
+      }
+    }, 10 * 60_000);
+
+    describe("faults", () => {
+      const holderPair = () => {
+        const h = holders(lbs, vip);
+        expect(h, "exactly one VIP holder before the fault").toHaveLength(1);
+        return { holder: h[0], other: lbs.find((n) => n !== h[0])! };
+      };
+      /** Wait until `name`'s keepalived reports `state`, then check the VIP stays on `holder` for `holdMs`. */
+      const settle = async (name: string, state: string, holder: string, timeoutMs = 30_000, holdMs = 2000) => {
+        const t = now();
+        await waitFor(`${name}: keepalived ${state}`, async () => (await keepalivedState(targets[name])).state === state, timeoutMs, 250);
+        const ms = now() - t;
+        const end = now() + holdMs;
+        while (now() < end) {
+          expect(holders(lbs, vip), `the VIP stays on ${holder} (nopreempt)`).toEqual([holder]);
+          await sleep(100);
+        }
+        return ms;
+      };
+      const baseline = async (p: TcpProber) => {
+        await sleep(500);
+        expect(p.attempts.filter((a) => !a.ok).map((a) => a.error), "probes before the fault").toEqual([]);
+      };
+
+      it("crash of the VIP holder: VIP:port connects again within 5 s (goal 1 s); the crashed host comes back as BACKUP and does not take the VIP back", async () => {
+        const { holder, other } = holderPair();
+        const pid = pid1Of(holder)!;
+        const p = new TcpProber(vip, port, 20, 500).start();
+        try {
+          await baseline(p);
+          let tKill = 0;
+          const watch = setInterval(() => {
+            if (!tKill && dead(pid)) tKill = now();
+          }, 1);
+          const tCmd = now();
+          const crash = labRun(["crash", holder]);
+          const moved = await waitFor(`VIP on ${other}`, () => holders([other], vip).length === 1, 10_000, 10);
+          await crash;
+          const rec = await waitFor("a TCP connection to VIP:port", () => p.recoveryAfter(tCmd).recovery, 10_000, 10);
+          clearInterval(watch);
+          await sleep(300);
+          const r = p.recoveryAfter(tCmd);
+          const fails = p.failuresBetween(tCmd, rec.value.end);
+          const fig = {
+            holder,
+            newHolder: other,
+            recoveredAfterKillMs: round(rec.value.end - tKill),
+            recoveredAfterCommandMs: round(rec.value.end - tCmd),
+            vipMovedAfterKillMs: round(moved.at - tKill),
+            outageMs: round(rec.value.end - (r.lastGood?.end ?? tCmd)),
+            killAfterCommandMs: round(tKill - tCmd),
+            failedProbes: fails.length,
+            failureKinds: [...new Set(fails.map((a) => a.error))],
+          };
+          figure("crash", fig);
+          expect(tKill, "the host's PID 1 died").toBeGreaterThan(0);
+          expect(fig.recoveredAfterKillMs).toBeLessThan(5000);
+          expect(holders(lbs, vip)).toEqual([other]);
+          // the crashed host boots again: keepalived BACKUP, the VIP stays where it is (nopreempt)
+          const started = await labRun(["start", holder]);
+          const backupMs = await settle(holder, "BACKUP", other);
+          figure("crashRestart", { sshAfterStartMs: round(started.ms), backupAfterSshMs: round(backupMs) });
+          expect(p.failuresBetween(rec.value.end + 100, now()).length, "no probe failed while the crashed host came back").toBe(0);
+        } finally {
+          await p.stop();
+          if (!pid1Of(holder)) await labRun(["start", holder], { allowFail: true });
+        }
+      }, 180_000);
+
+      it(`${engine} stopped on the VIP holder: the VIP moves within 10 s; started again, the host is BACKUP`, async () => {
+        const { holder, other } = holderPair();
+        const p = new TcpProber(vip, port, 20, 500).start();
+        try {
+          await baseline(p);
+          const tCmd = now();
+          await onHostOk(targets[holder], `systemctl stop ${engine}`);
+          const tStopped = now();
+          const moved = await waitFor(`VIP only on ${other}`, () => holders(lbs, vip).join() === other, 15_000, 20);
+          const rec = await waitFor("a TCP connection to VIP:port", () => p.recoveryAfter(tCmd).recovery, 10_000, 10);
+          const r = p.recoveryAfter(tCmd);
+          const fails = p.failuresBetween(tCmd, rec.value.end);
+          const fig = {
+            holder,
+            newHolder: other,
+            stopCommandMs: round(tStopped - tCmd),
+            vipMovedMs: round(moved.at - tStopped),
+            recoveredMs: round(rec.value.end - tStopped),
+            outageMs: round(rec.value.end - (r.lastGood?.end ?? tCmd)),
+            failedProbes: fails.length,
+            failureKinds: [...new Set(fails.map((a) => a.error))],
+          };
+          figure("stopEngine", fig);
+          expect(fig.vipMovedMs).toBeLessThan(10_000);
+          expect((await keepalivedState(targets[holder])).state).toBe("FAULT");
+          await onHostOk(targets[holder], `systemctl start ${engine}`);
+          const backupMs = await settle(holder, "BACKUP", other);
+          figure("stopEngineRestart", { backupAfterStartMs: round(backupMs) });
+        } finally {
+          await p.stop();
+          await onHostOk(targets[holder], `systemctl start ${engine}`).catch(() => undefined);
+        }
+      }, 180_000);
+
+      it("unplug of the VIP holder: the VIP moves; plugged in again, exactly one holder remains", async () => {
+        const { holder, other } = holderPair();
+        const p = new TcpProber(vip, port, 20, 500).start();
+        let plugged = false;
+        try {
+          await baseline(p);
+          const tCmd = now();
+          await labRun(["unplug", holder]);
+          const tUnplugged = now();
+          const moved = await waitFor(`VIP on ${other}`, () => holders([other], vip).length === 1, 15_000, 20);
+          const rec = await waitFor("a TCP connection to VIP:port", () => p.recoveryAfter(tCmd).recovery, 10_000, 10);
+          await sleep(2000);
+          const whileUnplugged = holders(lbs, vip);
+          const unpluggedState = (await keepalivedState(targets[other])).state;
+          const tPlug = now();
+          await labRun(["plug", holder]);
+          plugged = true;
+          // exactly one holder, stable for 3 s
+          let since = 0;
+          const single = await waitFor(
+            "exactly one VIP holder for 3 s",
+            () => {
+              if (holders(lbs, vip).length !== 1) since = 0;
+              else if (!since) since = now();
+              return since && now() - since >= 3000 ? since : 0;
+            },
+            30_000,
+            50,
+          );
+          const after = holders(lbs, vip);
+          const states = await byHost(lbs, async (n) => (await keepalivedState(targets[n])).state);
+          const r = p.recoveryAfter(tCmd);
+          const fig = {
+            holder,
+            vipMovedMs: round(moved.at - tUnplugged),
+            outageMs: round(rec.value.end - (r.lastGood?.end ?? tCmd)),
+            holdersWhileUnplugged: whileUnplugged,
+            otherStateWhileUnplugged: unpluggedState,
+            singleHolderAfterPlugMs: round(single.value - tPlug),
+            holderAfterPlug: after[0],
+            statesAfterPlug: states,
+            failedProbesAfterPlug: p.failuresBetween(tPlug, now()).length,
+          };
+          figure("unplug", fig);
+          expect(fig.vipMovedMs).toBeLessThan(10_000);
+          expect(after).toHaveLength(1);
+          expect(Object.values(states).sort()).toEqual(["BACKUP", "MASTER"]);
+          expect(states[after[0]]).toBe("MASTER");
+        } finally {
+          await p.stop();
+          if (!plugged) await labRun(["plug", holder], { allowFail: true });
+        }
+      }, 180_000);
+
+      it("crash of an etcd follower: writes keep succeeding; the member rejoins after `lab start` and the cluster is healthy", async () => {
+        const st = JSON.parse(etcdctl(creds!, endpoints, ["endpoint", "status", "-w", "json"]).stdout) as { Endpoint: string; Status: { header: { member_id: string }; leader: string } }[];
+        const leaderEp = st.find((x) => String(x.Status.header.member_id) === String(x.Status.leader))!.Endpoint;
+        const victimEp = [...endpoints].reverse().find((e) => e !== leaderEp)!;
+        const victim = withRole(topo, "etcd").find((h) => victimEp.includes(`//${h.address}:`))!.name;
+        const writer = new EtcdHttp(leaderEp, { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
+        try {
+          const base: number[] = [];
+          for (let i = 0; i < 30; i++) base.push(await writer.put(`e2e/baseline/${i}`, String(i)));
+          await labRun(["crash", victim]);
+          const tDown = now();
+          const lat: number[] = [];
+          const errors: string[] = [];
+          let i = 0;
+          while (now() - tDown < 5000) {
+            try {
+              lat.push(await writer.put(`e2e/while-down/${i++}`, String(i), 3000));
+            } catch (e) {
+              errors.push((e as Error).message);
+            }
+            await sleep(20);
+          }
+          const marker = `written-while-${victim}-was-down-${Date.now()}`;
+          await writer.put("e2e/while-down/marker", marker);
+          const tStart = now();
+          const started = await labRun(["start", victim]);
+          const healthy = await waitFor(`${victim} healthy`, () => etcdctl(creds!, [victimEp], ["endpoint", "health"], { timeoutS: 2 }).exitCode === 0, 60_000, 100);
+          const own = new EtcdHttp(victimEp, { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
+          let caught;
+          try {
+            caught = await waitFor(`${victim} has the data written while it was down`, async () => (await own.getLocal("e2e/while-down/marker")) === marker, 30_000, 100);
+          } finally {
+            own.close();
+          }
+          const all = etcdctl(creds!, endpoints, ["endpoint", "health"]);
+          const fig = {
+            member: victim,
+            writesThrough: leaderEp,
+            writes: lat.length,
+            failed: errors.length,
+            p50Ms: round(percentile(lat, 50)),
+            p99Ms: round(percentile(lat, 99)),
+            maxMs: round(Math.max(...lat)),
+            baselineP50Ms: round(percentile(base, 50)),
+            baselineMaxMs: round(Math.max(...base)),
+            sshAfterStartMs: round(started.ms),
+            rejoinMs: round(healthy.at - tStart),
+            caughtUpMs: round(caught.at - tStart),
+          };
+          figure("etcdFollower", fig);
+          expect(errors).toEqual([]);
+          expect(lat.length).toBeGreaterThan(20);
+          expect(fig.maxMs).toBeLessThan(2000);
+          expect(all.exitCode, all.stderr).toBe(0);
+          expect((all.stdout + all.stderr).match(/is healthy/g)?.length).toBe(endpoints.length);
+        } finally {
+          writer.close();
+          if (!pid1Of(victim)) await labRun(["start", victim], { allowFail: true });
+        }
+      }, 180_000);
+
+      it("crash of the etcd leader: a new leader takes writes within 15 s; the old one rejoins", async () => {
+        const st = JSON.parse(etcdctl(creds!, endpoints, ["endpoint", "status", "-w", "json"]).stdout) as { Endpoint: string; Status: { header: { member_id: string }; leader: string } }[];
+        const leaderEp = st.find((x) => String(x.Status.header.member_id) === String(x.Status.leader))!.Endpoint;
+        const leader = withRole(topo, "etcd").find((h) => leaderEp.includes(`//${h.address}:`))!.name;
+        const viaEp = endpoints.find((e) => e !== leaderEp)!;
+        const writer = new EtcdHttp(viaEp, { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
+        try {
+          await writer.put("e2e/leader/before", "x");
+          const tCmd = now();
+          const crash = labRun(["crash", leader]);
+          let lastOk = tCmd;
+          let firstFail = 0;
+          let recovered = 0;
+          let failures = 0;
+          let i = 0;
+          while (!recovered && now() - tCmd < 20_000) {
+            try {
+              await writer.put(`e2e/leader/${i++}`, "x", 1000);
+              if (firstFail) recovered = now();
+              else lastOk = now();
+            } catch {
+              failures++;
+              if (!firstFail) firstFail = now();
+            }
+            await sleep(20);
+          }
+          await crash;
+          const fig = { leader, writesThrough: viaEp, unavailableMs: firstFail ? round(recovered - lastOk) : 0, failedWrites: failures };
+          figure("etcdLeader", fig);
+          expect(!firstFail || recovered > 0, "writes succeed again").toBe(true);
+          expect(fig.unavailableMs).toBeLessThan(15_000);
+          await labRun(["start", leader]);
+          await waitFor("every member healthy", () => etcdctl(creds!, endpoints, ["endpoint", "health"], { timeoutS: 2 }).exitCode === 0, 60_000, 200);
+        } finally {
+          writer.close();
+          if (!pid1Of(leader)) await labRun(["start", leader], { allowFail: true });
+        }
+      }, 180_000);
+
+      it.runIf(SOAK)(`soak (${SOAK_MINUTES} min): no spurious VIP move, no failed connection`, async () => {
+        const p = new TcpProber(vip, port, 100, 1000).start();
+        const t0 = now();
+        let last = holders(lbs, vip).join();
+        let moves = 0;
+        let notOne = 0;
+        while (now() - t0 < SOAK_MINUTES * 60_000) {
+          await sleep(200);
+          const h = holders(lbs, vip);
+          if (h.length !== 1) notOne++;
+          if (h.join() !== last) {
+            moves++;
+            console.log(`[lab ${engine}] soak: VIP ${last} → ${h.join()} at ${round((now() - t0) / 1000)} s`);
+            last = h.join();
+          }
+        }
+        await p.stop();
+        const failed = p.attempts.filter((a) => !a.ok).length;
+        report.set("soak", { ms: round(now() - t0), vipMoves: moves, samplesWithoutExactlyOneHolder: notOne, probes: p.attempts.length, failedProbes: failed });
+        expect(moves).toBe(0);
+        expect(failed).toBe(0);
+      }, (SOAK_MINUTES + 2) * 60_000);
+    });
+  });
+}
