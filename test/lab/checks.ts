@@ -114,7 +114,9 @@ export function collectSecrets(registrations: Registration[], sshPrivateKey: str
   }
   for (const r of registrations.filter((x) => x.type === TOKENS.randomString && x.outputs && /secret|password/.test(x.name))) add(r.outputs.result, r.name);
   add(token, "bootstrap token");
-  for (const l of bodyLines(sshPrivateKey)) add(l, "SSH private key");
+  // an OpenSSH key's first body line is the format header (the same for every key of a type)
+  const sshLines = bodyLines(sshPrivateKey);
+  for (const l of sshPrivateKey.includes("OPENSSH PRIVATE KEY") ? sshLines.slice(1) : sshLines) add(l, "SSH private key");
   return { needles: [...owner.keys()], owner };
 }
 

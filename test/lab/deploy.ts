@@ -5,6 +5,7 @@
  * directory, so a second deploy with the same config runs nothing — as an unchanged `pulumi up`.
  *
  *   npx tsx test/lab/deploy.ts [--engine nginx] [--components hosts,etcd,lb] [--fresh]
+ *   (or `sudo npm run lab -- deploy`, which boots the lab first and uses `pulumi up` when the CLI is installed)
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
@@ -207,14 +208,26 @@ async function main() {
     overrides["hakube:loadBalancer"] = { ...base, engine };
   }
   const components = flag("--components")?.split(",");
-  console.log(`hakube lab deploy: realizing harness (no Pulumi CLI): components executed for real: ${(components ?? DEFAULT_COMPONENTS).join(", ")}`);
+  console.log(
+    `hakube lab deploy: the realizing harness stands in for the Pulumi engine; executed for real: ${(components ?? DEFAULT_COMPONENTS).join(", ")} (other components' commands are recorded only)`,
+  );
   const d = await deployLab({ overrides, components, fresh: args.includes("--fresh") });
   const out = await writeOutputs(d.result);
   const f = d.figures;
-  console.log(`\ndeployed in ${(f.wallMs / 1000).toFixed(1)} s: ${f.executed} commands executed, ${f.unchanged} unchanged since the last deploy, ${f.skipped} recorded only (their binaries are not in the lab)`);
-  console.log(`critical path ${(f.criticalPathMs / 1000).toFixed(1)} s (${f.criticalPath.length} commands), wall/critical = ${(f.wallMs / Math.max(1, f.criticalPathMs)).toFixed(2)}`);
-  console.log(`outputs: apiServerEndpoint=${out.apiServerEndpoint} vip=${out.vip} etcdEndpoints=${(out.etcdEndpoints as string[]).join(",")}`);
-  console.log(`kubeconfig: ${path.join(LAB_DIR, "kubeconfig")}  (KUBECONFIG=${path.join(LAB_DIR, "kubeconfig")} kubectl get nodes — once the control plane runs)`);
+  console.log(
+    `\ndeployed in ${(f.wallMs / 1000).toFixed(1)} s: ${f.executed} commands executed, ${f.unchanged} unchanged since the last deploy (not run), ${f.skipped} recorded only`,
+  );
+  console.log(`critical path ${(f.criticalPathMs / 1000).toFixed(1)} s (${f.criticalPath.length} commands), wall/critical = ${f.criticalPathMs ? (f.wallMs / f.criticalPathMs).toFixed(2) : "—"}`);
+  console.log(`\nstack outputs (all of them, secrets included, in ${path.join(LAB_DIR, "outputs.json")}, mode 0600):`);
+  const secret = new Set(["kubeconfig", "joinInfo"]);
+  for (const [k, v] of Object.entries(out)) {
+    let shown: string;
+    if (secret.has(k)) shown = `[secret]${k === "kubeconfig" ? ` → ${path.join(LAB_DIR, "kubeconfig")}` : ""}`;
+    else if (typeof v === "string" && v.includes("-----BEGIN")) shown = `(PEM, ${v.length} bytes)`;
+    else if (k === "nodes") shown = (v as { name: string; internalAddress: string; roles: string[] }[]).map((n) => `${n.name} ${n.internalAddress} ${n.roles.join("+")}`).join(", ");
+    else shown = Array.isArray(v) ? v.join(", ") : String(v);
+    console.log(`  ${k.padEnd(21)} ${shown}`);
+  }
 }
 
 if (require.main === module) {

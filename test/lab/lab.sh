@@ -17,6 +17,12 @@
 #   lab.sh config            print the path of stack-config.json
 #   lab.sh build [--force]   build the base image (up does this when needed)
 #   lab.sh mem               memory per running host
+#   lab.sh deploy [--engine nginx] [--harness] [--components hosts,etcd,lb] [--fresh]
+#                            up (if needed), then deploy the stack file onto the hosts: `pulumi up`
+#                            of stack "lab" (backend file://$HAKUBE_LAB_DIR/pulumi, gitignored
+#                            Pulumi.lab.yaml) when the Pulumi CLI is installed, else (or with
+#                            --harness) the realizing harness (test/lab/deploy.ts); prints the outputs
+#   lab.sh destroy           pulumi destroy of the lab stack (Pulumi CLI only; else use down)
 # NAME is the host name from the stack file (lb1) or the machine name (hk-lb1).
 #
 # Environment: HAKUBE_LAB_DIR (cache/state dir, default /var/lib/hakube-lab),
@@ -472,8 +478,112 @@ cmd_mem() {  # PSS of the host's processes and its memory cgroup usage
   done
 }
 
+# ---- deploy: the dev stack onto the lab hosts ---------------------------------------------------
+PULUMI_STACK=lab
+PULUMI_BACKEND_DIR=$LABDIR/pulumi
+LAB_PASSPHRASE=hakube-lab-not-a-secret   # the lab stack holds only lab keys; PULUMI_CONFIG_PASSPHRASE overrides it
+generation() {  # which copies of the host root filesystems run (up writes run/<name>.created per new copy)
+  local n
+  for n in "${NAMES[@]}"; do echo "$n=$(cat "$RUN/$n.created" 2>/dev/null || echo '?')"; done | sha256sum | cut -c1-16
+}
+pulumi_env() {
+  install -d -m 700 "$PULUMI_BACKEND_DIR"
+  export PULUMI_BACKEND_URL="file://$PULUMI_BACKEND_DIR"
+  export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE:-$LAB_PASSPHRASE}
+  export PULUMI_SKIP_UPDATE_CHECK=1
+  cd "$REPO"
+}
+print_usage_after_deploy() {
+  cat >&2 <<EOF
+
+lab: kubeconfig: $LABDIR/kubeconfig (mode 0600, root's). To use it as yourself:
+  sudo cat $LABDIR/kubeconfig > ~/.kube/hakube-lab && chmod 600 ~/.kube/hakube-lab
+  KUBECONFIG=~/.kube/hakube-lab kubectl get nodes
+It points at the VIP (https://$VIP:<port>), reachable from this machine only. The lab hosts cannot
+install kubeadm/kubelet yet (they reach only the Debian mirror), so nothing answers behind the load
+balancers until control-plane stand-ins exist.
+Tear down: sudo npm run lab -- down   (removes the hosts; the deploy state is dropped with them)
+EOF
+}
+deploy_pulumi() {  # ENGINE: pulumi up of stack "lab" (file backend in the lab directory)
+  local engine=$1 gen stackfile=$REPO/Pulumi.$PULUMI_STACK.yaml rc=0
+  pulumi_env
+  gen=$(generation)
+  if pulumi stack select "$PULUMI_STACK" >/dev/null 2>&1 \
+     && [ "$(cat "$PULUMI_BACKEND_DIR/$PULUMI_STACK.generation" 2>/dev/null)" != "$gen" ]; then
+    say "the lab hosts were created anew since the last 'pulumi up': removing the stale stack '$PULUMI_STACK' (its resources are gone)"
+    pulumi stack rm "$PULUMI_STACK" --force --yes >&2 || die "pulumi stack rm $PULUMI_STACK failed"
+    rm -f "$stackfile"
+  fi
+  if ! pulumi stack select "$PULUMI_STACK" >/dev/null 2>&1; then
+    rm -f "$stackfile"
+    pulumi stack init "$PULUMI_STACK" --secrets-provider passphrase >&2 \
+      || die "pulumi stack init $PULUMI_STACK failed (backend $PULUMI_BACKEND_URL)"
+  fi
+  node "$LAB_SRC/topology.cjs" stack-file "$STACK_FILE" "$LABDIR" "$stackfile" ${engine:+--engine "$engine"} \
+    || die "cannot write $stackfile"
+  pulumi config set --stack "$PULUMI_STACK" --secret hakube:sshPrivateKey < "$KEY" >&2 \
+    || die "pulumi config set --secret hakube:sshPrivateKey failed"
+  say "pulumi up --stack $PULUMI_STACK (backend $PULUMI_BACKEND_URL, config $stackfile)"
+  pulumi up --stack "$PULUMI_STACK" --yes --skip-preview >&2 || rc=$?
+  echo "$gen" > "$PULUMI_BACKEND_DIR/$PULUMI_STACK.generation"   # the state describes these hosts now
+  if [ "$rc" != 0 ]; then
+    say "pulumi up failed (exit $rc). If it failed in control-plane or worker steps: those cannot succeed"
+    say "in the lab yet (its hosts reach only the Debian mirror, which has no kubeadm/kubelet)."
+    say "'npm run lab -- deploy --harness' deploys the parts that can run (hosts, etcd, load balancers)."
+    exit "$rc"
+  fi
+  pulumi stack output --stack "$PULUMI_STACK" >&2 || true
+  ( umask 077; pulumi stack output --stack "$PULUMI_STACK" kubeconfig --show-secrets > "$LABDIR/kubeconfig" ) \
+    || say "warning: could not read the kubeconfig output"
+  print_usage_after_deploy
+}
+cmd_deploy() {
+  local engine="" harness=0 args=() a
+  while [ $# -gt 0 ]; do
+    a=$1; shift
+    case $a in
+      --engine) engine=${1:?--engine needs haproxy or nginx}; shift; args+=(--engine "$engine") ;;
+      --harness) harness=1 ;;
+      --components) args+=(--components "${1:?--components needs a list}"); shift; harness=1 ;;
+      --fresh) args+=(--fresh) ;;
+      *) die "deploy: unknown option $a (options: --engine haproxy|nginx, --harness, --components LIST, --fresh)" ;;
+    esac
+  done
+  cmd_up                        # boots what is not running; running hosts are kept
+  exec 9>&-                     # release the lab lock: faults may be injected while deploying
+  load_topology auto
+  if [ "$harness" = 0 ] && command -v pulumi >/dev/null; then
+    say "deploying $(basename "$STACK_FILE") with the Pulumi CLI ($(pulumi version 2>/dev/null || echo '?'))"
+    deploy_pulumi "$engine"
+  else
+    if [ "$harness" = 1 ]; then say "deploying through the realizing harness (--harness)"
+    else say "no Pulumi CLI on this machine: deploying through the realizing harness instead (test/lab/deploy.ts)"; fi
+    [ -x "$REPO/node_modules/.bin/tsx" ] || die "node_modules/.bin/tsx is missing: run 'npm ci' in $REPO"
+    ( cd "$REPO" && "$REPO/node_modules/.bin/tsx" "$LAB_SRC/deploy.ts" "${args[@]}" ) || die "deploy failed"
+    print_usage_after_deploy
+  fi
+}
+cmd_destroy() {
+  load_topology auto
+  if command -v pulumi >/dev/null; then
+    pulumi_env
+    pulumi stack select "$PULUMI_STACK" >/dev/null 2>&1 \
+      || die "no Pulumi stack '$PULUMI_STACK' in $PULUMI_BACKEND_URL: nothing to destroy (the hosts go with 'lab down')"
+    pulumi destroy --stack "$PULUMI_STACK" --yes >&2 || die "pulumi destroy failed"
+    rm -f "$LABDIR/kubeconfig" "$LABDIR/outputs.json"
+    say "destroyed: the hosts keep running without hakube's services ('lab down' removes them)"
+  else
+    say "no Pulumi CLI: the realizing harness runs no delete steps."
+    say "'npm run lab -- down' removes the hosts, and with them everything deployed and the deploy state."
+    exit 1
+  fi
+}
+
 cmd=${1:-}; shift || true
 case "$cmd" in
+  deploy) need_root; cmd_deploy "$@" ;;
+  destroy) need_root; cmd_destroy ;;
   up) need_root; cmd_up "$@" ;;
   down) need_root; cmd_down ;;
   status) cmd_status ;;
@@ -511,6 +621,6 @@ case "$cmd" in
   heal)
     need_root; load_topology auto; n=$(host_arg "${1:-}")
     rm -f "$RUN/$n.partitioned"; nft delete table netdev "$NFT_PART$n" 2>/dev/null || true ;;
-  -h|--help|help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1 ;;
+  -h|--help|help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1 ;;
 esac

@@ -248,6 +248,20 @@ export class TcpProber {
     const recovery = this.sorted().find((a) => a.ok && a.start >= firstFailure.start);
     return { firstFailure, recovery, lastGood: this.lastSuccessBefore(firstFailure.end) };
   }
+  /**
+   * The client-visible outage: the longest time between two consecutive completed connections
+   * (by completion time) among the attempts started in [t0, t1], counted from the last success
+   * before t0. Normal gaps are about `intervalMs`.
+   */
+  longestGap(t0: number, t1: number): number {
+    const ends = this.attempts
+      .filter((a) => a.ok && ((a.start >= t0 && a.start <= t1) || a === this.lastSuccessBefore(t0)))
+      .map((a) => a.end)
+      .sort((a, b) => a - b);
+    let gap = 0;
+    for (let i = 1; i < ends.length; i++) gap = Math.max(gap, ends[i] - ends[i - 1]);
+    return gap;
+  }
   failuresBetween(t0: number, t1: number): Attempt[] {
     return this.attempts.filter((a) => !a.ok && a.start >= t0 && a.start <= t1);
   }

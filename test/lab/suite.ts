@@ -373,7 +373,6 @@ export function labSuite(engine: Engine): void {
           const rec = await waitFor("a TCP connection to VIP:port", () => p.recoveryAfter(tCmd).recovery, 10_000, 10);
           clearInterval(watch);
           await sleep(300);
-          const r = p.recoveryAfter(tCmd);
           const fails = p.failuresBetween(tCmd, rec.value.end);
           const fig = {
             holder,
@@ -381,7 +380,7 @@ export function labSuite(engine: Engine): void {
             recoveredAfterKillMs: round(rec.value.end - tKill),
             recoveredAfterCommandMs: round(rec.value.end - tCmd),
             vipMovedAfterKillMs: round(moved.at - tKill),
-            outageMs: round(rec.value.end - (r.lastGood?.end ?? tCmd)),
+            outageMs: round(p.longestGap(tCmd, rec.value.end + 200)),
             killAfterCommandMs: round(tKill - tCmd),
             failedProbes: fails.length,
             failureKinds: [...new Set(fails.map((a) => a.error))],
@@ -411,7 +410,6 @@ export function labSuite(engine: Engine): void {
           const tStopped = now();
           const moved = await waitFor(`VIP only on ${other}`, () => holders(lbs, vip).join() === other, 15_000, 20);
           const rec = await waitFor("a TCP connection to VIP:port", () => p.recoveryAfter(tCmd).recovery, 10_000, 10);
-          const r = p.recoveryAfter(tCmd);
           const fails = p.failuresBetween(tCmd, rec.value.end);
           const fig = {
             holder,
@@ -419,7 +417,7 @@ export function labSuite(engine: Engine): void {
             stopCommandMs: round(tStopped - tCmd),
             vipMovedMs: round(moved.at - tStopped),
             recoveredMs: round(rec.value.end - tStopped),
-            outageMs: round(rec.value.end - (r.lastGood?.end ?? tCmd)),
+            outageMs: round(p.longestGap(tCmd, rec.value.end + 200)),
             failedProbes: fails.length,
             failureKinds: [...new Set(fails.map((a) => a.error))],
           };
@@ -466,11 +464,10 @@ export function labSuite(engine: Engine): void {
           );
           const after = holders(lbs, vip);
           const states = await byHost(lbs, async (n) => (await keepalivedState(targets[n])).state);
-          const r = p.recoveryAfter(tCmd);
           const fig = {
             holder,
             vipMovedMs: round(moved.at - tUnplugged),
-            outageMs: round(rec.value.end - (r.lastGood?.end ?? tCmd)),
+            outageMs: round(p.longestGap(tCmd, rec.value.end + 200)),
             holdersWhileUnplugged: whileUnplugged,
             otherStateWhileUnplugged: unpluggedState,
             singleHolderAfterPlugMs: round(single.value - tPlug),

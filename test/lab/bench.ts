@@ -1,0 +1,125 @@
+/**
+ * Performance figures (printed, not asserted):
+ *
+ *   npm run bench:lab [-- --no-lab] [--engine nginx] [--keep]
+ *
+ * 1. Program evaluation under record-only mocks (no host touched): the `dev` stack and synthetic
+ *    stacks of 30 and 100 hosts, each in its own process (the program module evaluates once per
+ *    process).
+ * 2. With the lab (root; skipped with --no-lab): bring-up wall time (`lab down` + `lab up`: fresh
+ *    hosts), a fresh deploy of `dev` through the realizing harness (wall time, critical path from the
+ *    recorded command timings, their ratio, commands per host), then `lab down` unless --keep.
+ * Figures also go to reports/bench-lab.json.
+ */
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { performance } from "node:perf_hooks";
+import { evaluateProgram, readStackFile, ROOT, TEST_SSH_KEY, type StackConfig } from "../harness/program";
+import { REPORT_DIR } from "./report";
+
+/** A valid stack of N hosts: 2 load balancers, 3 etcd, 3 control planes, the rest workers. */
+export function syntheticConfig(n: number): StackConfig {
+  const roles = (i: number) => (i < 2 ? ["loadbalancer"] : i < 5 ? ["etcd"] : i < 8 ? ["controlplane"] : ["worker"]);
+  const name = (i: number) => (i < 2 ? `lb${i + 1}` : i < 5 ? `etcd${i - 1}` : i < 8 ? `cp${i - 4}` : `worker${i - 7}`);
+  const hosts = Array.from({ length: n }, (_, i) => ({ name: name(i), address: `10.200.${Math.floor(i / 200)}.${(i % 200) + 10}`, roles: roles(i) }));
+  const dev = readStackFile("Pulumi.dev.yaml");
+  return {
+    ...dev,
+    "hakube:clusterName": `bench${n}`,
+    "hakube:hosts": hosts,
+    "hakube:loadBalancer": { ...(dev["hakube:loadBalancer"] as object), vip: "10.200.0.250", interface: "eth0" },
+    "hakube:sshPrivateKey": TEST_SSH_KEY,
+  };
+}
+
+async function evalChild(which: string) {
+  const config = which === "dev" ? { ...readStackFile("Pulumi.dev.yaml"), "hakube:sshPrivateKey": TEST_SSH_KEY } : syntheticConfig(Number(which));
+  const t0 = performance.now();
+  const r = await evaluateProgram(config);
+  const ms = performance.now() - t0;
+  if (r.error) throw r.error;
+  const regs = r.harness.registrations;
+  process.stdout.write(
+    JSON.stringify({
+      which,
+      hosts: (config["hakube:hosts"] as unknown[]).length,
+      evaluationMs: Math.round(ms),
+      resources: regs.length,
+      commands: regs.filter((x) => x.type === "command:remote:Command").length,
+      processMs: Math.round(performance.now()),
+    }) + "\n",
+  );
+}
+
+function evaluations(): Record<string, unknown>[] {
+  const tsx = path.join(ROOT, "node_modules", ".bin", "tsx");
+  return ["dev", "30", "100"].map((which) => {
+    const t0 = performance.now();
+    const r = spawnSync(tsx, [__filename, "--eval-child", which], { cwd: ROOT, encoding: "utf8", maxBuffer: 64 << 20 });
+    if (r.status !== 0) throw new Error(`evaluation of ${which} failed: ${r.stderr}`);
+    const line = r.stdout.trim().split("\n").pop()!;
+    return { ...JSON.parse(line), wallMs: Math.round(performance.now() - t0) };
+  });
+}
+
+async function labFigures(engine: string | undefined, keep: boolean) {
+  const { labRun } = await import("./labctl");
+  const { deployLab } = await import("./deploy");
+  const down = await labRun(["down"]);
+  const up = await labRun(["up"]);
+  const overrides: StackConfig = {};
+  if (engine) overrides["hakube:loadBalancer"] = { ...(readStackFile("Pulumi.dev.yaml")["hakube:loadBalancer"] as object), engine };
+  const d = await deployLab({ overrides, statePath: false, log: () => undefined });
+  const f = d.figures;
+  const steps = d.executions.filter((e) => !e.skipped);
+  const out = {
+    labDownMs: Math.round(down.ms),
+    labUpMs: Math.round(up.ms),
+    upReported: /whole up ([\d.]+ s \(image \d+ s\))/.exec(up.stderr)?.[1],
+    deployWallMs: f.wallMs,
+    evaluationMs: f.evaluationMs,
+    executed: f.executed,
+    recordedOnly: f.skipped,
+    criticalPathMs: f.criticalPathMs,
+    ratio: Number((f.wallMs / Math.max(1, f.criticalPathMs)).toFixed(2)),
+    criticalPath: f.criticalPath.map((n) => `${n} ${((steps.find((e) => e.name === n)!.endMs - steps.find((e) => e.name === n)!.startMs) / 1000).toFixed(2)}s`),
+    commandsPerHost: f.commandsPerHost,
+    sumOfCommandMs: steps.reduce((a, e) => a + e.endMs - e.startMs, 0),
+    slowest: [...steps].sort((a, b) => b.endMs - b.startMs - (a.endMs - a.startMs)).slice(0, 5).map((e) => `${e.name} ${((e.endMs - e.startMs) / 1000).toFixed(2)}s`),
+  };
+  if (!keep) await labRun(["down"]);
+  return out;
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  if (args[0] === "--eval-child") return evalChild(args[1]);
+  const engine = args.includes("--engine") ? args[args.indexOf("--engine") + 1] : undefined;
+  const noLab = args.includes("--no-lab") || process.getuid?.() !== 0;
+  console.log("program evaluation under record-only mocks (one process each):");
+  const evals = evaluations();
+  for (const e of evals) console.log(`  ${String(e.which).padEnd(4)} ${String(e.hosts).padStart(3)} hosts: ${String(e.evaluationMs).padStart(6)} ms evaluation (${e.resources} resources, ${e.commands} commands); process ${e.wallMs} ms`);
+  let lab: Awaited<ReturnType<typeof labFigures>> | undefined;
+  if (noLab) console.log("\nlab figures skipped (--no-lab, or not root)");
+  else {
+    console.log(`\nlab: down, up (fresh hosts), deploy dev${engine ? ` (engine ${engine})` : ""} through the realizing harness...`);
+    lab = await labFigures(engine, args.includes("--keep"));
+    const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+    console.log(`  lab bring-up (up, fresh hosts):   ${s(lab.labUpMs)}  (lab's own figure: ${lab.upReported}; down before: ${s(lab.labDownMs)})`);
+    console.log(`  deploy wall time:                 ${s(lab.deployWallMs)}  (program evaluation ~${s(lab.evaluationMs)}; ${lab.executed} commands run, ${lab.recordedOnly} recorded only)`);
+    console.log(`  critical path (recorded timings): ${s(lab.criticalPathMs)}  ratio wall/critical ${lab.ratio}; sum of all command times ${s(lab.sumOfCommandMs)}`);
+    console.log(`  critical path: ${lab.criticalPath.join(" → ")}`);
+    console.log(`  commands per host: ${Object.entries(lab.commandsPerHost).map(([h, n]) => `${h} ${n}`).join(", ")}`);
+    console.log(`  slowest commands: ${lab.slowest.join(", ")}`);
+  }
+  fs.mkdirSync(REPORT_DIR, { recursive: true });
+  const file = path.join(REPORT_DIR, "bench-lab.json");
+  fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), evaluations: evals, lab }, null, 2) + "\n");
+  console.log(`\nfigures: ${file}`);
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? e.stack : e);
+  process.exit(1);
+});
