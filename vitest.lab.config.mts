@@ -14,8 +14,6 @@ export default defineConfig({
     pool: "forks",
     isolate: true,
     fileParallelism: false,
-    // haproxy before nginx (alphabetical), so the summary table reads in that order
-    sequence: { shuffle: false },
     testTimeout: 10 * 60_000,
     hookTimeout: 20 * 60_000,
     reporters: ["verbose"],

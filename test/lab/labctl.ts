@@ -130,17 +130,22 @@ export function pid1Of(name: string, labDir = LAB_DIR): number | undefined {
   return nspawn ? childPids(nspawn)[0] : undefined;
 }
 
-/** Run ARGV in the host's network namespace with this machine's binaries (fast; works while the host is cut off). */
-export function inNetns(name: string, argv: string[]): string | undefined {
+/**
+ * Run ARGV in the host's network namespace with this machine's binaries (fast; works while the
+ * host is cut off). Asynchronous, so probes running meanwhile keep their timing.
+ */
+export function inNetns(name: string, argv: string[]): Promise<string | undefined> {
   const pid = pid1Of(name);
-  if (!pid) return undefined;
-  const r = spawnSync("nsenter", ["-t", String(pid), "-n", ...argv], { encoding: "utf8", timeout: 5000 });
-  return r.status === 0 ? r.stdout : undefined;
+  if (!pid) return Promise.resolve(undefined);
+  return new Promise((resolve) =>
+    execFile("nsenter", ["-t", String(pid), "-n", ...argv], { encoding: "utf8", timeout: 5000 }, (err, stdout) => resolve(err ? undefined : stdout)),
+  );
 }
 
-/** Which of these hosts carry ADDRESS on an interface (host not running → not a holder). */
-export function holders(names: string[], address: string): string[] {
-  return names.filter((n) => (inNetns(n, ["ip", "-4", "-o", "addr", "show"]) ?? "").includes(` ${address}/`));
+/** Which of these hosts carry ADDRESS on an interface (a host that is not running holds nothing). */
+export async function holders(names: string[], address: string): Promise<string[]> {
+  const addrs = await Promise.all(names.map((n) => inNetns(n, ["ip", "-4", "-o", "addr", "show"])));
+  return names.filter((_, i) => (addrs[i] ?? "").includes(` ${address}/`));
 }
 
 // ---- SSH ---------------------------------------------------------------------------------------

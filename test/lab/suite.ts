@@ -226,7 +226,7 @@ export function labSuite(engine: Engine): void {
         await p.stop();
         expect(p.attempts.length).toBeGreaterThan(0);
         expect(p.attempts.every((a) => a.ok), JSON.stringify(p.attempts.filter((a) => !a.ok))).toBe(true);
-        expect(holders(lbs, vip)).toHaveLength(1);
+        expect(await holders(lbs, vip)).toHaveLength(1);
       });
 
       it(`each host's configuration passes its validator (${engine === "haproxy" ? "haproxy -c" : "nginx -t"}, keepalived -t) on the host`, async () => {
@@ -246,7 +246,7 @@ export function labSuite(engine: Engine): void {
         report.set("keepalived", st, false);
         expect(Object.values(st).map((s) => s.state).sort()).toEqual(["BACKUP", "MASTER"]);
         const master = Object.entries(st).find(([, s]) => s.state === "MASTER")![0];
-        expect(holders(lbs, vip)).toEqual([master]);
+        expect(await holders(lbs, vip)).toEqual([master]);
         for (const s of Object.values(st)) {
           expect(s.configState).toBe("BACKUP");
           expect(s.nopreempt).toBe(true);
@@ -334,8 +334,8 @@ export function labSuite(engine: Engine): void {
     }, 10 * 60_000);
 
     describe("faults", () => {
-      const holderPair = () => {
-        const h = holders(lbs, vip);
+      const holderPair = async () => {
+        const h = await holders(lbs, vip);
         expect(h, "exactly one VIP holder before the fault").toHaveLength(1);
         return { holder: h[0], other: lbs.find((n) => n !== h[0])! };
       };
@@ -346,7 +346,7 @@ export function labSuite(engine: Engine): void {
         const ms = now() - t;
         const end = now() + holdMs;
         while (now() < end) {
-          expect(holders(lbs, vip), `the VIP stays on ${holder} (nopreempt)`).toEqual([holder]);
+          expect(await holders(lbs, vip), `the VIP stays on ${holder} (nopreempt)`).toEqual([holder]);
           await sleep(100);
         }
         return ms;
@@ -357,7 +357,7 @@ export function labSuite(engine: Engine): void {
       };
 
       it("crash of the VIP holder: VIP:port connects again within 5 s (goal 1 s); the crashed host comes back as BACKUP and does not take the VIP back", async () => {
-        const { holder, other } = holderPair();
+        const { holder, other } = await holderPair();
         const pid = pid1Of(holder)!;
         const p = new TcpProber(vip, port, 20, 500).start();
         try {
@@ -368,7 +368,7 @@ export function labSuite(engine: Engine): void {
           }, 1);
           const tCmd = now();
           const crash = labRun(["crash", holder]);
-          const moved = await waitFor(`VIP on ${other}`, () => holders([other], vip).length === 1, 10_000, 10);
+          const moved = await waitFor(`VIP on ${other}`, async () => (await holders([other], vip)).length === 1, 10_000, 10);
           await crash;
           const rec = await waitFor("a TCP connection to VIP:port", () => p.recoveryAfter(tCmd).recovery, 10_000, 10);
           clearInterval(watch);
@@ -388,7 +388,7 @@ export function labSuite(engine: Engine): void {
           figure("crash", fig);
           expect(tKill, "the host's PID 1 died").toBeGreaterThan(0);
           expect(fig.recoveredAfterKillMs).toBeLessThan(5000);
-          expect(holders(lbs, vip)).toEqual([other]);
+          expect(await holders(lbs, vip)).toEqual([other]);
           // the crashed host boots again: keepalived BACKUP, the VIP stays where it is (nopreempt)
           const started = await labRun(["start", holder]);
           const backupMs = await settle(holder, "BACKUP", other);
@@ -401,14 +401,14 @@ export function labSuite(engine: Engine): void {
       }, 180_000);
 
       it(`${engine} stopped on the VIP holder: the VIP moves within 10 s; started again, the host is BACKUP`, async () => {
-        const { holder, other } = holderPair();
+        const { holder, other } = await holderPair();
         const p = new TcpProber(vip, port, 20, 500).start();
         try {
           await baseline(p);
           const tCmd = now();
           await onHostOk(targets[holder], `systemctl stop ${engine}`);
           const tStopped = now();
-          const moved = await waitFor(`VIP only on ${other}`, () => holders(lbs, vip).join() === other, 15_000, 20);
+          const moved = await waitFor(`VIP only on ${other}`, async () => (await holders(lbs, vip)).join() === other, 15_000, 20);
           const rec = await waitFor("a TCP connection to VIP:port", () => p.recoveryAfter(tCmd).recovery, 10_000, 10);
           const fails = p.failuresBetween(tCmd, rec.value.end);
           const fig = {
@@ -434,7 +434,7 @@ export function labSuite(engine: Engine): void {
       }, 180_000);
 
       it("unplug of the VIP holder: the VIP moves; plugged in again, exactly one holder remains", async () => {
-        const { holder, other } = holderPair();
+        const { holder, other } = await holderPair();
         const p = new TcpProber(vip, port, 20, 500).start();
         let plugged = false;
         try {
@@ -442,10 +442,10 @@ export function labSuite(engine: Engine): void {
           const tCmd = now();
           await labRun(["unplug", holder]);
           const tUnplugged = now();
-          const moved = await waitFor(`VIP on ${other}`, () => holders([other], vip).length === 1, 15_000, 20);
+          const moved = await waitFor(`VIP on ${other}`, async () => (await holders([other], vip)).length === 1, 15_000, 20);
           const rec = await waitFor("a TCP connection to VIP:port", () => p.recoveryAfter(tCmd).recovery, 10_000, 10);
           await sleep(2000);
-          const whileUnplugged = holders(lbs, vip);
+          const whileUnplugged = await holders(lbs, vip);
           const unpluggedState = (await keepalivedState(targets[other])).state;
           const tPlug = now();
           await labRun(["plug", holder]);
@@ -454,15 +454,15 @@ export function labSuite(engine: Engine): void {
           let since = 0;
           const single = await waitFor(
             "exactly one VIP holder for 3 s",
-            () => {
-              if (holders(lbs, vip).length !== 1) since = 0;
+            async () => {
+              if ((await holders(lbs, vip)).length !== 1) since = 0;
               else if (!since) since = now();
               return since && now() - since >= 3000 ? since : 0;
             },
             30_000,
             50,
           );
-          const after = holders(lbs, vip);
+          const after = await holders(lbs, vip);
           const states = await byHost(lbs, async (n) => (await keepalivedState(targets[n])).state);
           const fig = {
             holder,
@@ -589,12 +589,12 @@ export function labSuite(engine: Engine): void {
       it.runIf(SOAK)(`soak (${SOAK_MINUTES} min): no spurious VIP move, no failed connection`, async () => {
         const p = new TcpProber(vip, port, 100, 1000).start();
         const t0 = now();
-        let last = holders(lbs, vip).join();
+        let last = (await holders(lbs, vip)).join();
         let moves = 0;
         let notOne = 0;
         while (now() - t0 < SOAK_MINUTES * 60_000) {
           await sleep(200);
-          const h = holders(lbs, vip);
+          const h = await holders(lbs, vip);
           if (h.length !== 1) notOne++;
           if (h.join() !== last) {
             moves++;
