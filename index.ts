@@ -2,6 +2,7 @@
 // Reads the stack config, builds the components, exports the outputs (README "Outputs").
 import * as pulumi from "@pulumi/pulumi";
 import { hostsWithRole, loadClusterSpec, portNeedsByHost } from "./components/config";
+import { EtcdCluster } from "./components/etcd";
 import { apiServerUrl, ClusterPki, joinEndpoint, renderKubeconfig } from "./components/pki";
 import { Hosts } from "./components/remote";
 
@@ -16,6 +17,16 @@ const hosts = new Hosts("hosts", {
   certificateStarts: pki.caValidityStarts,
 });
 
+// Components that issue host certificates come before the first step on those hosts.
+const etcd = new EtcdCluster("etcd", {
+  hosts,
+  members: hostsWithRole(spec, "etcd"),
+  ca: pki.etcdCa,
+  algorithm: pki.algorithm,
+  etcd: spec.etcd,
+  clusterName: spec.clusterName,
+});
+
 // Every host's chain starts with its preflight.
 for (const h of spec.hosts) hosts.preflight(h);
 
@@ -25,7 +36,7 @@ export const kubernetesVersion = spec.kubernetes.version;
 export const vip = lb.vip;
 export const apiServerEndpoint = server;
 export const clusterCaCertificate = pki.kubernetesCa.certPem;
-export const etcdEndpoints = hostsWithRole(spec, "etcd").map((h) => `https://${h.internalAddress}:2379`);
+export const etcdEndpoints = etcd.endpoints;
 export const nodes = spec.hosts.map((h) => ({ name: h.name, internalAddress: h.internalAddress, roles: h.roles }));
 export const kubeconfig = pulumi.secret(
   pulumi
