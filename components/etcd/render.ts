@@ -560,8 +560,14 @@ if [ -d "$data_dir/member" ]; then
   fi
 else
   fresh=1
-  if [ -n "$others" ] && listing=$(etcdctl --cacert="$stage/${PKI_FILES.ca}" --cert="$stage/${PKI_FILES.healthcheckCert}" --key="$stage/${PKI_FILES.healthcheckKey}" \\
-       --dial-timeout=2s --command-timeout=5s --endpoints="$others" member list -w simple 2>/dev/null); then
+  # Is a cluster already running at the other members? (No query when no client port even accepts TCP.)
+  listening=""
+  for ep in \${others//,/ }; do
+    hp=\${ep#https://}
+    if timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "\${hp%:*}" "\${hp##*:}" 2>/dev/null; then listening=1; break; fi
+  done
+  if [ -n "$listening" ] && listing=$(etcdctl --cacert="$stage/${PKI_FILES.ca}" --cert="$stage/${PKI_FILES.healthcheckCert}" --key="$stage/${PKI_FILES.healthcheckKey}" \\
+       --dial-timeout=2s --command-timeout=3s --endpoints="$others" member list -w simple 2>/dev/null); then
     have=$(printf '%s\\n' "$listing" | awk -F', ' '{ n = split($4, u, ","); for (i = 1; i <= n; i++) print u[i] }' | sort -u | paste -sd' ')
     want=${shq(sortedPeerUrls(m.members).join(" "))}
     [ "$have" = "$want" ] || hakube_fail "an etcd cluster already runs at $others with peers $have, but the configuration lists $want; adding or removing members is not supported yet (docs/etcd.md): refusing to start $member"
@@ -608,9 +614,14 @@ if [ "$state" = active ]; then
     # Rolling restart (the member steps run one host at a time): never take a second member down.
     etcd_wait ${waits.beforeRestart} "before restarting $member (restarting now could lose the quorum)"
     t0=$SECONDS
+    old_pid=$(systemctl show -p MainPID --value ${UNIT_NAME})
     echo "restarting $member (configuration, certificates or binary changed)"
-    # blocking: returns once the old process is gone and the new one is ready (it has a quorum to join)
-    timeout ${waits.afterRestart} systemctl restart ${UNIT_NAME} || hakube_fail "systemctl restart ${UNIT_NAME} did not finish within ${waits.afterRestart}s (journalctl -u ${UNIT_NAME})"
+    systemctl restart --no-block ${UNIT_NAME}
+    # the old process must be gone and the new one ready (Type=notify: it joined) before any health check counts
+    until [ "$(systemctl show -p MainPID --value ${UNIT_NAME})" != "$old_pid" ] && [ "$(systemctl is-active ${UNIT_NAME} || true)" = active ]; do
+      [ "$SECONDS" -lt "$((t0 + ${waits.afterRestart}))" ] || hakube_fail "${UNIT_NAME} did not come back within ${waits.afterRestart}s of the restart (journalctl -u ${UNIT_NAME})"
+      sleep 1
+    done
     etcd_wait ${waits.afterRestart} "after restarting $member" "$self_client"
     etcd_wait ${waits.afterRestart} "after restarting $member"
     printf '%s\\n' "$stamp" | hakube_put "$state_dir/applied" 0644 root root >/dev/null
