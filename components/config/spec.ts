@@ -304,7 +304,7 @@ const EtcdSchema = z.strictObject({
   source: enumOf(["download", "apt", "preinstalled"]).default(DEFAULTS.etcd.source),
   downloadUrl: url(["{version}"]).default(DEFAULTS.etcd.downloadUrl),
   sha256: z
-    .record(enumOf(ARCHES), str("a SHA-256 hex digest").regex(/^[0-9a-fA-F]{64}$/, { error: (i) => `${show(i.input)} is not a SHA-256 hex digest` }))
+    .partialRecord(enumOf(ARCHES), str("a SHA-256 hex digest").regex(/^[0-9a-fA-F]{64}$/, { error: (i) => `${show(i.input)} is not a SHA-256 hex digest` }))
     .transform((m) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v.toLowerCase()])) as Partial<Record<Arch, string>>)
     .optional(),
   dataDir: absPath.default(DEFAULTS.etcd.dataDir),

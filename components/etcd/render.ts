@@ -400,7 +400,7 @@ export function healthFunctions(h: HealthInput): string {
   const paths = h.paths ?? DEFAULT_PATHS;
   const dir = h.tlsDir ?? paths.pkiDir;
   const members = byName(h.members);
-  const endpoints = h.members.map(clientUrl).join(",");
+  const endpoints = members.map(clientUrl).join(",");
   const nameCase = members.map((m) => `    ${shq(clientUrl(m))}) echo ${shq(m.name)} ;;`).join("\n");
   const expected = members.map((m) => `${m.name} ${peerUrl(m)}`).join("\n");
   const eof = heredocDelimiter(expected, "HAKUBE_MEMBERS");
