@@ -130,6 +130,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
             peerCertPem,
             healthcheckCertPem,
             stamp,
+            version: etcd.version,
           });
           return { stamp, script };
         });

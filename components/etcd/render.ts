@@ -486,6 +486,8 @@ export interface MemberScriptInput {
   peerCertPem: string;
   healthcheckCertPem: string;
   stamp: string;
+  /** The configured etcd version (a rolling restart refuses minor-version skips and downgrades). */
+  version: string;
   paths?: EtcdPaths;
   waits?: Partial<typeof WAITS>;
 }
@@ -607,38 +609,47 @@ fi
 # 5. Start or restart, decided by the stamp of what the running member was started with.
 applied=$(cat "$state_dir/applied" 2>/dev/null || true)
 state=$(systemctl is-active ${UNIT_NAME} 2>/dev/null || true)
-if [ "$state" = active ]; then
-  if [ "$applied" = "$stamp" ]; then
-    echo "ok: $member runs the current configuration"
-  else
-    # Rolling restart (the member steps run one host at a time): never take a second member down.
-    etcd_wait ${waits.beforeRestart} "before restarting $member (restarting now could lose the quorum)"
-    t0=$SECONDS
-    old_pid=$(systemctl show -p MainPID --value ${UNIT_NAME})
-    echo "restarting $member (configuration, certificates or binary changed)"
-    systemctl restart --no-block ${UNIT_NAME}
-    # the old process must be gone and the new one ready (Type=notify: it joined) before any health check counts
-    until [ "$(systemctl show -p MainPID --value ${UNIT_NAME})" != "$old_pid" ] && [ "$(systemctl is-active ${UNIT_NAME} || true)" = active ]; do
-      [ "$SECONDS" -lt "$((t0 + ${waits.afterRestart}))" ] || hakube_fail "${UNIT_NAME} did not come back within ${waits.afterRestart}s of the restart (journalctl -u ${UNIT_NAME})"
-      sleep 1
-    done
-    etcd_wait ${waits.afterRestart} "after restarting $member" "$self_client"
-    etcd_wait ${waits.afterRestart} "after restarting $member"
-    printf '%s\\n' "$stamp" | hakube_put "$state_dir/applied" 0644 root root >/dev/null
-    echo "restarted $member: it and the cluster are healthy again after $((SECONDS - t0))s"
+if [ "$state" = active ] && [ "$applied" = "$stamp" ]; then
+  echo "ok: $member runs the current configuration"
+elif [ "$state" = active ] && [ -n "$applied" ]; then
+  # Rolling restart (the member steps run one host at a time): never take a second member down.
+  etcd_wait ${waits.beforeRestart} "before restarting $member (restarting now could lose the quorum)"
+  # etcd upgrades one minor at a time and never downgrades: refuse before taking the member down
+  running=$(etcdctl "\${etcd_tls[@]}" --endpoints="$self_client" endpoint status -w simple 2>/dev/null | awk -F', ' 'NR == 1 { print $3 }')
+  target=${shq(majorMinor(m.version))}
+  if [ -n "$running" ]; then
+    r_minor=\${running#*.}; r_minor=\${r_minor%%.*}; t_minor=\${target#*.}
+    if [ "\${running%%.*}" != "\${target%%.*}" ] || [ "$t_minor" -lt "$r_minor" ] || [ "$t_minor" -gt "$((r_minor + 1))" ]; then
+      hakube_fail "$member runs etcd $running; going to $target is not a supported upgrade (one minor version at a time, no downgrades): nothing restarted"
+    fi
   fi
+  t0=$SECONDS
+  old_pid=$(systemctl show -p MainPID --value ${UNIT_NAME})
+  echo "restarting $member (configuration, certificates or binary changed)"
+  systemctl restart --no-block ${UNIT_NAME}
+  # the old process must be gone and the new one ready (Type=notify: it joined) before any health check counts
+  until [ "$(systemctl show -p MainPID --value ${UNIT_NAME})" != "$old_pid" ] && [ "$(systemctl is-active ${UNIT_NAME} || true)" = active ]; do
+    [ "$SECONDS" -lt "$((t0 + ${waits.afterRestart}))" ] || hakube_fail "${UNIT_NAME} did not come back within ${waits.afterRestart}s of the restart (journalctl -u ${UNIT_NAME})"
+    sleep 1
+  done
+  etcd_wait ${waits.afterRestart} "after restarting $member" "$self_client"
+  etcd_wait ${waits.afterRestart} "after restarting $member"
+  printf '%s\\n' "$stamp" | hakube_put "$state_dir/applied" 0644 root root >/dev/null
+  echo "restarted $member: it and the cluster are healthy again after $((SECONDS - t0))s"
 else
-  # Not serving (first start, stopped, failed, or still waiting for its peers): starting it takes
-  # no serving member down. Never wait here: the first member of a new cluster waits for a quorum.
+  # Not serving our cluster: first start, stopped, failed, still waiting for its peers, or an
+  # etcd.service hakube never started (e.g. the distribution's default single-node one).
+  # Starting it takes no serving member down. Never wait here: the first member of a new
+  # cluster waits for a quorum (the health gate waits).
   if [ "$fresh" = 1 ]; then
     printf '%s\\n' "$want_cluster" | hakube_put "$state_dir/initial-cluster" 0644 root root >/dev/null
   fi
   systemctl reset-failed ${UNIT_NAME} 2>/dev/null || true
   if [ "$state" = activating ] && [ "$applied" = "$stamp" ]; then
     echo "ok: $member is starting"
-  elif [ "$state" = activating ]; then
+  elif [ "$state" = active ] || [ "$state" = activating ]; then
     systemctl restart --no-block ${UNIT_NAME}
-    echo "restarted $member (it was not serving yet)"
+    echo "restarted $member ($state, but not running this configuration yet)"
   else
     systemctl start --no-block ${UNIT_NAME}
     echo "started $member ($state before); the health gate waits for the cluster"

@@ -291,6 +291,15 @@ describe.skipIf(!!skip)("EtcdCluster on real etcd 3.x processes (127.0.0.11-13)"
     first = second;
   });
 
+  test("a version jump etcd cannot take (3.4 → 3.6) is refused before any member goes down", async () => {
+    const jump = await render(stackConfig(["etcd1", "etcd2", "etcd3"], "3.6.6"), state);
+    const pid = host("etcd1").pid();
+    const r = await runStep(jump, "member", "etcd1");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^hakube: etcd1: member: etcd1 runs etcd 3\.4\.\d+; going to 3\.6 is not a supported upgrade \(one minor version at a time, no downgrades\): nothing restarted$/m);
+    expect(host("etcd1").pid()).toBe(pid);
+  });
+
   test("a changed member list is refused on the hosts; the running cluster is untouched", async () => {
     const changed = await render(stackConfig(["etcd1", "etcd2", "etcd4"], "3.4.22"), state);
     const pids = Object.fromEntries(["etcd1", "etcd2", "etcd3"].map((h) => [h, host(h).pid()]));

@@ -147,8 +147,8 @@ describe("script syntax (bash -n) of every rendered script", () => {
     "install download sha256": renderInstallScript({ etcd: etcdSpec({ sha256: { amd64: "a".repeat(64) } }) }),
     "install apt": renderInstallScript({ etcd: etcdSpec({ source: "apt", version: "3.4.23" }) }),
     "install preinstalled": renderInstallScript({ etcd: etcdSpec({ source: "preinstalled" }) }),
-    member: renderMemberScript({ ...cfgInput, owner: "etcd-member-etcd1", config: "x: 1\n", unit: "[Unit]\n", ...pems, stamp: "s" }),
-    "member (single)": renderMemberScript({ ...cfgInput, members: [members[1]], owner: "o", config: "x: 1\n", unit: "[Unit]\n", ...pems, stamp: "s" }),
+    member: renderMemberScript({ ...cfgInput, owner: "etcd-member-etcd1", config: "x: 1\n", unit: "[Unit]\n", ...pems, stamp: "s", version: "3.6.6" }),
+    "member (single)": renderMemberScript({ ...cfgInput, members: [members[1]], owner: "o", config: "x: 1\n", unit: "[Unit]\n", ...pems, stamp: "s", version: "3.6.6" }),
     delete: renderMemberDeleteScript({ owner: "o", dataDir: "/var/lib/etcd" }),
     gate: renderHealthGateScript({ members, clusterName: "prod", stamps: { etcd1: "a" } }),
   };
@@ -305,6 +305,7 @@ describe.skipIf(!isRoot || !has("openssl"))("member step: certificates are valid
       peerCertPem: pki.peer,
       healthcheckCertPem: pki.hc,
       stamp: "s",
+      version: "3.6.6",
       paths,
     });
     const r = await runBody(body, { stdin: [serverKey, pki.peerKey, pki.hcKey] });
