@@ -387,6 +387,8 @@ ${body}
 export interface HealthInput {
   members: EtcdMember[];
   paths?: EtcdPaths;
+  /** etcdctl's per-request bound (seconds): a dead member costs this much per check. Default 5. */
+  commandTimeoutSeconds?: number;
   /** TLS files for the checks: default the installed ones in pkiDir. */
   tlsDir?: string;
 }
@@ -406,7 +408,7 @@ export function healthFunctions(h: HealthInput): string {
   const eof = heredocDelimiter(expected, "HAKUBE_MEMBERS");
   return `etcd_endpoints=${shq(endpoints)}
 etcd_peers=${shq(sortedPeerUrls(h.members).join(" "))}
-etcd_tls=(--cacert=${shq(`${dir}/${PKI_FILES.ca}`)} --cert=${shq(`${dir}/${PKI_FILES.healthcheckCert}`)} --key=${shq(`${dir}/${PKI_FILES.healthcheckKey}`)} --dial-timeout=2s --command-timeout=5s)
+etcd_tls=(--cacert=${shq(`${dir}/${PKI_FILES.ca}`)} --cert=${shq(`${dir}/${PKI_FILES.healthcheckCert}`)} --key=${shq(`${dir}/${PKI_FILES.healthcheckKey}`)} --dial-timeout=2s --command-timeout=${h.commandTimeoutSeconds ?? 5}s)
 # etcd_member_name URL: the configured member behind a client URL
 etcd_member_name() {
   case "$1" in
@@ -569,7 +571,7 @@ else
     if timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "\${hp%:*}" "\${hp##*:}" 2>/dev/null; then listening=1; break; fi
   done
   if [ -n "$listening" ] && listing=$(etcdctl --cacert="$stage/${PKI_FILES.ca}" --cert="$stage/${PKI_FILES.healthcheckCert}" --key="$stage/${PKI_FILES.healthcheckKey}" \\
-       --dial-timeout=2s --command-timeout=3s --endpoints="$others" member list -w simple 2>/dev/null); then
+       --dial-timeout=2s --command-timeout=2s --endpoints="$others" member list -w simple 2>/dev/null); then
     have=$(printf '%s\\n' "$listing" | awk -F', ' '{ n = split($4, u, ","); for (i = 1; i <= n; i++) print u[i] }' | sort -u | paste -sd' ')
     want=${shq(sortedPeerUrls(m.members).join(" "))}
     [ "$have" = "$want" ] || hakube_fail "an etcd cluster already runs at $others with peers $have, but the configuration lists $want; adding or removing members is not supported yet (docs/etcd.md): refusing to start $member"
@@ -713,6 +715,7 @@ export interface GateInput {
   stamps: Record<string, string>;
   paths?: EtcdPaths;
   timeoutSeconds?: number;
+  commandTimeoutSeconds?: number;
 }
 
 export function renderHealthGateScript(g: GateInput): string {
@@ -720,7 +723,7 @@ export function renderHealthGateScript(g: GateInput): string {
   const timeout = g.timeoutSeconds ?? WAITS.gate;
   return `# etcd health gate of hakube cluster ${g.clusterName}: every member joined and healthy
 ${members.map((m) => `# ${m.name} ${g.stamps[m.name] ?? ""}`).join("\n")}
-${healthFunctions({ members: g.members, paths: g.paths })}
+${healthFunctions({ members: g.members, paths: g.paths, commandTimeoutSeconds: g.commandTimeoutSeconds })}
 t0=$SECONDS
 etcd_wait ${timeout} "health gate"
 echo "etcd cluster healthy (${members.length} members) after $((SECONDS - t0))s"

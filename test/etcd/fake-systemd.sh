@@ -11,7 +11,8 @@ fake_start() {
   if [ ! -f "$unit" ]; then echo "Unit etcd.service not found." >&2; return 5; fi
   exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
   user=$(sed -n 's/^User=//p' "$unit")
-  setpriv --reuid="$user" --regid="$user" --init-groups $exec_start >> "$FAKE_ROOT/etcd.log" 2>&1 < /dev/null &
+  # FAKE_START_DELAY: a slow start (a big data dir), the process exists but does not serve yet
+  (sleep "${FAKE_START_DELAY:-0}"; exec setpriv --reuid="$user" --regid="$user" --init-groups $exec_start) >> "$FAKE_ROOT/etcd.log" 2>&1 < /dev/null &
   echo "$!" > "$FAKE_ROOT/etcd.pid"
   echo "$!" >> "$FAKE_ROOT/pids"
   return 0

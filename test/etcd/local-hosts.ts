@@ -81,12 +81,13 @@ export class LocalHost {
   }
 
   /** Run a rendered command (as the command provider would: its text through a shell, secrets on stdin). */
-  run(commandText: string, stdin?: string, timeoutMs = 45_000): Promise<RunResult> {
+  run(commandText: string, stdin?: string, opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<RunResult> {
+    const timeoutMs = opts.timeoutMs ?? 45_000;
     const t0 = Date.now();
     return new Promise((resolve) => {
       // its own process group: a script that overruns is killed with everything it started
       const p = spawn("bash", ["-c", this.relocate(commandText)], {
-        env: { ...process.env, BASH_ENV: FAKE_SYSTEMD, FAKE_ROOT: this.root },
+        env: { ...process.env, ...(opts.env ?? {}), BASH_ENV: FAKE_SYSTEMD, FAKE_ROOT: this.root },
         stdio: ["pipe", "pipe", "pipe"],
         detached: true,
       });
