@@ -280,8 +280,9 @@ bin_dir=${shq(bin)}
 arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
 case "$arch" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; esac
 
-etcd_version() { "$1" --version 2>/dev/null | awk '/^etcd Version:/ { print $3; exit }'; }
-etcdctl_version() { "$1" version 2>/dev/null | awk '/^etcdctl version:/ { print $3; exit }'; }
+# (awk reads to the end: an early exit could SIGPIPE the writer, which pipefail reports)
+etcd_version() { { "$1" --version 2>/dev/null || true; } | awk '/^etcd Version:/ && !v { v = $3 } END { print v }'; }
+etcdctl_version() { { "$1" version 2>/dev/null || true; } | awk '/^etcdctl version:/ && !v { v = $3 } END { print v }'; }
 
 if [ -x "$bin_dir/etcd" ] && [ -x "$bin_dir/etcdctl" ] \\
    && [ "$(etcd_version "$bin_dir/etcd")" = "$want" ] && [ "$(etcdctl_version "$bin_dir/etcdctl")" = "$want" ]; then
@@ -306,7 +307,7 @@ ${sumCase.replace(/^/gm, "  ")}
   fi
   mkdir "$dl/x"
   tar -xzf "$dl/etcd.tar.gz" -C "$dl/x" --no-same-owner 2>/dev/null || hakube_fail "$url is not a .tar.gz archive"
-  found=$(find "$dl/x" -type f -name etcd | head -n 1)
+  found=$(find "$dl/x" -type f -name etcd -print -quit)
   src=$(dirname "\${found:-$dl/x/none}")
   [ -n "$found" ] && [ -f "$src/etcdctl" ] || hakube_fail "$url has no etcd and etcdctl binaries"
   chmod 0755 "$src/etcd" "$src/etcdctl"
@@ -347,7 +348,7 @@ if [ "\${#missing[@]}" -gt 0 ]; then
     systemctl disable --quiet ${UNIT_NAME} 2>/dev/null || true
   fi
 fi
-have=$(/usr/bin/etcd --version 2>/dev/null | awk '/^etcd Version:/ { print $3; exit }')
+have=$({ /usr/bin/etcd --version 2>/dev/null || true; } | awk '/^etcd Version:/ && !v { v = $3 } END { print v }')
 case "$have" in
   "$want_minor".*) echo "ok: etcd $have from the distribution (etcd-server, etcd-client)" ;;
   *) hakube_fail "the distribution's etcd-server is \${have:-unknown}, but etcd.version is $want (needs $want_minor.x): set etcd.version to match, or use etcd.source download" ;;
@@ -360,7 +361,7 @@ function preinstalledBody(e: EtcdSpec): string {
   return `want=${shq(e.version)} want_minor=${shq(mm)}
 command -v etcd >/dev/null 2>&1 || hakube_fail "etcd is not installed (etcd.source is preinstalled: put etcd $want_minor.x in /usr/local/bin or /usr/bin)"
 command -v etcdctl >/dev/null 2>&1 || hakube_fail "etcdctl is not installed (etcd.source is preinstalled; the health checks need it)"
-have=$(etcd --version 2>/dev/null | awk '/^etcd Version:/ { print $3; exit }')
+have=$({ etcd --version 2>/dev/null || true; } | awk '/^etcd Version:/ && !v { v = $3 } END { print v }')
 case "$have" in
   "$want_minor".*) echo "ok: preinstalled etcd $have ($(command -v etcd))" ;;
   *) hakube_fail "preinstalled etcd ($(command -v etcd)) reports version \${have:-unknown}, but etcd.version is $want (needs $want_minor.x)" ;;

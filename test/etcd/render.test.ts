@@ -201,6 +201,7 @@ describe.skipIf(!isRoot || !etcdUser || !has("curl"))("install step, download so
     server = http.createServer((req, res) => {
       requests.push(req.url ?? "");
       if (req.url === `/v9.9.9/etcd-v9.9.9-linux-${arch}.tar.gz`) res.end(tarball);
+      else if (req.url === `/v9.9.7/etcd-v9.9.7-linux-${arch}.tar.gz`) res.end("<html>a login page</html>");
       else res.writeHead(404).end("not found");
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -230,7 +231,7 @@ describe.skipIf(!isRoot || !etcdUser || !has("curl"))("install step, download so
     expect(requests).toHaveLength(1);
   });
 
-  test("a wrong checksum, a missing arch, a missing file and a wrong version fail clearly and install nothing", async () => {
+  test("a wrong checksum, a missing arch, a missing file, a wrong version, not a tarball: clear failures, nothing installed", async () => {
     const dir = path.join(base, "bin2");
     const p = { ...paths(), binDir: dir };
     const wrong = await runBody(renderInstallScript({ etcd: etcdSpec({ version: "9.9.9", downloadUrl: url, sha256: { [arch]: "0".repeat(64) } }), paths: p }));
@@ -246,6 +247,9 @@ describe.skipIf(!isRoot || !etcdUser || !has("curl"))("install step, download so
     const version = await runBody(renderInstallScript({ etcd: etcdSpec({ version: "9.9.8", downloadUrl: url.replace(/\{version\}/g, "9.9.9") }), paths: p }));
     expect(version.code).toBe(1);
     expect(version.stderr).toContain("reports version 9.9.9, expected 9.9.8");
+    const html = await runBody(renderInstallScript({ etcd: etcdSpec({ version: "9.9.7", downloadUrl: url }), paths: p }));
+    expect(html.code).toBe(1);
+    expect(html.stderr).toMatch(/etcd-v9\.9\.7-linux-\w+\.tar\.gz is not a \.tar\.gz archive$/m);
     expect(fs.existsSync(dir)).toBe(false);
   });
 });
