@@ -48,6 +48,10 @@ test("endpoints, CA, apiserver client certificate and (secret) key; the health g
   expect(await pulumi.isSecret(etcd.apiserverClientCertPem)).toBe(false);
   expect(pulumi.CustomResource.isInstance(etcd.healthGate)).toBe(true);
   expect(Object.keys(etcd.memberSteps)).toEqual(["b", "a", "c"]);
+  // children are parented to the component (the URN carries the parent's type)
+  expect(await valueOf(etcd.memberSteps.a.urn)).toMatch(/::hakube:etcd:EtcdCluster\$command:remote:Command::etcd-member-a$/);
+  expect(await valueOf((etcd.healthGate as pulumi.CustomResource).urn)).toMatch(/::hakube:etcd:EtcdCluster\$command:remote:Command::etcd-health-b$/);
+  expect(await valueOf(etcd.urn)).toMatch(/::hakube:etcd:EtcdCluster::etcd$/);
   await settle();
   // the gate runs on the first member in host order
   expect(harness.commands().filter((c) => c.name.startsWith("etcd-health-")).map((c) => c.name)).toEqual(["etcd-health-b"]);
