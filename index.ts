@@ -2,8 +2,9 @@
 // Reads the stack config, builds the components, exports the outputs (README "Outputs").
 import * as pulumi from "@pulumi/pulumi";
 import { hostsWithRole, loadClusterSpec, portNeedsByHost } from "./components/config";
-import { ClusterPki, joinEndpoint, renderKubeconfig } from "./components/pki";
+import { EtcdCluster } from "./components/etcd";
 import { LoadBalancerPair } from "./components/loadbalancer";
+import { ClusterPki, joinEndpoint, renderKubeconfig } from "./components/pki";
 import { Hosts } from "./components/remote";
 
 const { spec, sshPrivateKey } = loadClusterSpec();
@@ -15,6 +16,16 @@ const hosts = new Hosts("hosts", {
   sshPrivateKey,
   ports: portNeedsByHost(spec),
   certificateStarts: pki.caValidityStarts,
+});
+
+// Components that issue host certificates come before the first step on those hosts.
+const etcd = new EtcdCluster("etcd", {
+  hosts,
+  members: hostsWithRole(spec, "etcd"),
+  ca: pki.etcdCa,
+  algorithm: pki.algorithm,
+  etcd: spec.etcd,
+  clusterName: spec.clusterName,
 });
 
 // Every host's chain starts with its preflight.
@@ -37,7 +48,7 @@ export const kubernetesVersion = spec.kubernetes.version;
 export const vip = loadBalancers.vip;
 export const apiServerEndpoint = loadBalancers.endpoint;
 export const clusterCaCertificate = pki.kubernetesCa.certPem;
-export const etcdEndpoints = hostsWithRole(spec, "etcd").map((h) => `https://${h.internalAddress}:2379`);
+export const etcdEndpoints = etcd.endpoints;
 export const nodes = spec.hosts.map((h) => ({ name: h.name, internalAddress: h.internalAddress, roles: h.roles }));
 export const kubeconfig = pulumi.secret(
   pulumi
