@@ -73,11 +73,11 @@ export function renderControlPlaneScript(o: ControlPlaneScriptInput): string {
     ? `# first control plane: init, unless a control plane already answers at the endpoint (e.g. this host replaces the first one)
 if curl -fs --max-time 5 --cacert ${shq(`${PKI_DIR}/ca.crt`)} -o /dev/null ${shq(`https://${o.endpoint}/api/v1/namespaces/kube-public/configmaps/cluster-info`)}; then
   echo "a control plane already answers at ${o.endpoint}: joining it instead of running kubeadm init"
-  mode=join
+  mode="join"
 else
   mode=init
 fi`
-    : "mode=join";
+    : `mode="join"`;
   return `# control plane ${o.host}: PKI files, kubeadm configuration (validated), then kubeadm ${o.first ? "init (or join)" : "join"}
 ${previews}
 pki=${shq(PKI_DIR)}
@@ -258,7 +258,7 @@ hakube_retry 300 "the API server (kubectl --kubeconfig ${ADMIN_KUBECONFIG})" api
 kc apply --server-side --force-conflicts --field-manager=hakube -f "$tmpd/rendered.yaml" > "$tmpd/apply.out" 2>&1 \\
   || hakube_fail "kubectl apply of the ${o.plugin} manifest failed: $(tail -n 10 "$tmpd/apply.out")"
 printf '%s\\n' "$sum" | hakube_put ${shq(`${dir}/applied.sha256`)} 0600 root root
-echo "applied ${o.plugin} ($(grep -c . "$tmpd/apply.out") objects)"
+echo "applied ${o.plugin} ($(grep -c . "$tmpd/apply.out" || true) objects)"
 # the network works once this node is Ready
 kc wait --for=condition=Ready node/${shq(o.host)} --timeout=600s >/dev/null 2>&1 \\
   || hakube_fail "node ${o.host} is not Ready 10 minutes after applying ${o.plugin}: $(kc get pods -A --field-selector spec.nodeName=${shq(o.host)} --no-headers 2>/dev/null | awk '$4 != "Running"' | head -n 5)"

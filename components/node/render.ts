@@ -163,7 +163,7 @@ gpg --batch --yes --dearmor -o "$tmpd/keyring.gpg" "$tmpd/Release.key" 2>/dev/nu
 hakube_put ${shq(KUBERNETES_APT_KEYRING)} 0644 root root < "$tmpd/keyring.gpg"
 ${putFile({ path: KUBERNETES_APT_LIST, mode: "0644", content: list })}
 
-installed_version() { dpkg-query -W -f='\${db:Status-Status} \${Version}' "$1" 2>/dev/null | awk '$1 == "installed" { print $2 }'; }
+installed_version() { dpkg-query -W -f='\${db:Status-Status} \${Version}' "$1" 2>/dev/null | awk '$1 == "installed" { print $2 }' || true; }
 wanted() { case "$(installed_version "$1")" in "$version"-*) return 0 ;; *) return 1 ;; esac; }
 missing=()
 for p in ${KUBE_PACKAGES.join(" ")}; do wanted "$p" || missing+=("$p"); done
@@ -178,7 +178,7 @@ if [ "\${#missing[@]}" -gt 0 ]; then
   fi
   pins=()
   for p in ${KUBE_PACKAGES.join(" ")}; do
-    v=$(apt-cache madison "$p" 2>/dev/null | awk -v v="$version-" 'index($3, v) == 1 { print $3; exit }')
+    v=$(apt-cache madison "$p" 2>/dev/null | awk -v v="$version-" 'index($3, v) == 1 { print $3; exit }' || true)
     [ -n "$v" ] || hakube_fail "$p $version is not in $repo (available: $(apt-cache madison "$p" 2>/dev/null | awk '{ print $3 }' | head -n 5 | paste -sd' '))"
     pins+=("$p=$v")
   done
@@ -266,7 +266,7 @@ function supportedFunction(ranges: VersionRange[]): string {
   return `containerd_supported() { [ -n "$1" ] && { ${tests.join(" || ")}; }; }
 # "v2.3.4", "1:2.2.1-0ubuntu1~24.04.3", "1.6.20~ds1-1" → the upstream version
 norm_version() { printf '%s' "$1" | sed -E 's/^v//; s/^[0-9]+://; s/[~+-].*$//'; }
-containerd_version() { norm_version "$(containerd --version 2>/dev/null | awk '{ print $3 }')"; }`;
+containerd_version() { norm_version "$(containerd --version 2>/dev/null | awk '{ print $3 }' || true)"; }`;
 }
 
 function upstreamInstall(c: ContainerdSpec): string {
@@ -318,7 +318,7 @@ function distributionInstall(kubernetesVersion: string, ranges: VersionRange[]):
 if ! dpkg-query -W -f='\${db:Status-Status}' containerd 2>/dev/null | grep -qx installed; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get -q -o DPkg::Lock::Timeout=300 update >/dev/null </dev/null || hakube_fail "apt-get update failed"
-  candidate=$(apt-cache policy containerd 2>/dev/null | awk '/Candidate:/ { print $2 }')
+  candidate=$(apt-cache policy containerd 2>/dev/null | awk '/Candidate:/ { print $2 }' || true)
   containerd_supported "$(norm_version "$candidate")" \\
     || hakube_fail "the distribution's containerd \${candidate:-(none)} is too old for Kubernetes ${kubernetesVersion} (needs ${describeRanges(ranges)}); set hakube:kubernetes.containerd.source: upstream"
 fi
@@ -431,7 +431,7 @@ export function runKubeadmFunction(): string {
   log=${shq(HAKUBE_LOG_DIR)}/kubeadm-$mode.log
   if ! kubeadm "$mode" --config "$config" > "$log" 2>&1; then
     local tail_out
-    tail_out=$(grep -v -e '--token' -e '--discovery-token' "$log" | tail -n 15)
+    tail_out=$(grep -v -e '--token' -e '--discovery-token' "$log" | tail -n 15 || true)
     kubeadm reset -f >> "$log" 2>&1 || true
     hakube_fail "kubeadm $mode failed; the node was reset (kubeadm reset -f), full log in $log: $tail_out"
   fi
@@ -496,9 +496,9 @@ printf '%s' "\${token#*.}" > "$tmpd/token-secret"
 ttl=${ttl}
 secret="bootstrap-token-$id"
 hakube_retry 300 "the API server (kubectl --kubeconfig ${ADMIN_KUBECONFIG})" api_ready
-current=$(kc -n kube-system get secret "$secret" --ignore-not-found -o jsonpath='{.data.token-secret}')
+current=$(kc -n kube-system get secret "$secret" --ignore-not-found -o jsonpath='{.data.token-secret}') || hakube_fail "cannot read secret kube-system/$secret"
 if [ -n "$current" ] && [ "$(printf '%s' "$current" | base64 -d)" != "\${token#*.}" ]; then
-  kc -n kube-system delete secret "$secret" >/dev/null
+  kc -n kube-system delete secret "$secret" >/dev/null || hakube_fail "cannot delete secret kube-system/$secret"
   echo "deleted a different token that had id $id"
   current=
 fi
@@ -512,23 +512,27 @@ if [ -z "$current" ]; then
     --from-literal=token-id="$id" --from-file=token-secret="$tmpd/token-secret" \\
     --from-literal=usage-bootstrap-authentication=true --from-literal=usage-bootstrap-signing=true \\
     --from-literal=auth-extra-groups=system:bootstrappers:kubeadm:default-node-token \\
-    --from-literal=description="hakube bootstrap token" "\${expiry[@]}" >/dev/null
+    --from-literal=description="hakube bootstrap token" "\${expiry[@]}" >/dev/null || hakube_fail "cannot create secret kube-system/$secret"
   echo "created bootstrap token $id (valid until: $until)"
 else
-  expiration=$(kc -n kube-system get secret "$secret" -o jsonpath='{.data.expiration}' | base64 -d)
+  expiration=$(kc -n kube-system get secret "$secret" -o jsonpath='{.data.expiration}') || hakube_fail "cannot read secret kube-system/$secret"
+  expiration=$(printf '%s' "$expiration" | base64 -d)
   if [ "$ttl" -eq 0 ]; then
     if [ -n "$expiration" ]; then
-      kc -n kube-system patch secret "$secret" --type json -p '[{"op":"remove","path":"/data/expiration"}]' >/dev/null
+      kc -n kube-system patch secret "$secret" --type json -p '[{"op":"remove","path":"/data/expiration"}]' >/dev/null || hakube_fail "cannot patch secret kube-system/$secret"
       echo "bootstrap token $id no longer expires"
     else
       echo "bootstrap token $id does not expire"
     fi
   else
     left=-1
-    [ -z "$expiration" ] || left=$(( $(date -u -d "$expiration" +%s) - $(date -u +%s) ))
+    if [ -n "$expiration" ]; then
+      exp_s=$(date -u -d "$expiration" +%s 2>/dev/null) || exp_s=0
+      left=$(( exp_s - $(date -u +%s) ))
+    fi
     if [ -z "$expiration" ] || [ "$left" -lt $((ttl / 2)) ]; then
       new=$(date -u -d "+$ttl seconds" +%Y-%m-%dT%H:%M:%SZ)
-      kc -n kube-system patch secret "$secret" --type merge -p "{\\"stringData\\":{\\"expiration\\":\\"$new\\"}}" >/dev/null
+      kc -n kube-system patch secret "$secret" --type merge -p "{\\"stringData\\":{\\"expiration\\":\\"$new\\"}}" >/dev/null || hakube_fail "cannot patch secret kube-system/$secret"
       echo "bootstrap token $id now valid until $new"
     else
       echo "bootstrap token $id valid until $expiration"

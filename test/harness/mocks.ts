@@ -20,6 +20,8 @@ export interface Registration {
   /** inputs as the engine sent them (secret envelopes kept) */
   rawInputs: any;
   outputs?: any;
+  /** names of the resources it depends on (dependsOn and input data flow), when the monitor was attached */
+  dependencies?: string[];
   error?: string;
   startMs: number;
   endMs?: number;
@@ -57,6 +59,7 @@ export const TOKENS = {
   locallySignedCert: "tls:index/locallySignedCert:LocallySignedCert",
   randomString: "random:index/randomString:RandomString",
   command: "command:remote:Command",
+  stackReference: "pulumi:pulumi:StackReference",
 } as const;
 
 /** Outputs the real providers mark secret (additionalSecretOutputs, ignored by the mock monitor). */
@@ -67,6 +70,8 @@ const SECRET_OUTPUTS: Record<string, string[]> = {
 export interface HarnessOptions {
   executor?: CommandExecutor;
   state?: ResourceState;
+  /** Outputs of other stacks for `new pulumi.StackReference(name)`: name → outputs; secret ones listed in `secret`. */
+  stackReferences?: Record<string, { outputs: Record<string, unknown>; secret?: string[] }>;
 }
 
 export interface Harness {
@@ -77,6 +82,13 @@ export interface Harness {
   commands(): Registration[];
   failures(): Registration[];
   state: ResourceState;
+  /** Record each registration's dependencies (call with `pulumi.runtime.getMonitor()` after setMocks). */
+  attachMonitor(monitor: unknown): void;
+}
+
+/** The name part of a URN (`urn:pulumi:stack::project::type::name`). */
+export function urnName(urn: string): string {
+  return urn.slice(urn.lastIndexOf("::") + 2);
 }
 
 export function createHarness(opts: HarnessOptions = {}): Harness {
@@ -84,6 +96,8 @@ export function createHarness(opts: HarnessOptions = {}): Harness {
   const state: ResourceState = opts.state ?? new Map();
   const executor = opts.executor ?? recordOnly;
   const t0 = Date.now();
+  /** type::name → dependency names, captured from the RegisterResource request before the mock sees it */
+  const pendingDeps = new Map<string, string[]>();
 
   async function realize(type: string, name: string, inputs: any): Promise<Record<string, unknown>> {
     switch (type) {
@@ -99,6 +113,11 @@ export function createHarness(opts: HarnessOptions = {}): Harness {
         return { result: randomString(inputs) };
       case TOKENS.command:
         return executor({ name, inputs });
+      case TOKENS.stackReference: {
+        const ref = opts.stackReferences?.[inputs.name];
+        if (!ref) throw new Error(`harness: no stack reference ${inputs.name}`);
+        return { name: inputs.name, outputs: ref.outputs, secretOutputNames: ref.secret ?? [] };
+      }
       default:
         throw new Error(`harness: no realizer for ${type}`);
     }
@@ -114,6 +133,7 @@ export function createHarness(opts: HarnessOptions = {}): Harness {
         inputs,
         rawInputs: args.inputs,
         startMs: Date.now() - t0,
+        dependencies: pendingDeps.get(`${args.type}::${args.name}`),
       };
       registrations.push(reg);
       if (!args.custom) return { id: undefined, state: {} };
@@ -141,10 +161,20 @@ export function createHarness(opts: HarnessOptions = {}): Harness {
     },
   };
 
+  function attachMonitor(monitor: unknown) {
+    const m = monitor as { registerResource(req: any, cb: any): unknown };
+    const original = m.registerResource.bind(m);
+    m.registerResource = (req: any, cb: any) => {
+      pendingDeps.set(`${req.getType()}::${req.getName()}`, (req.getDependenciesList() as string[]).map(urnName).sort());
+      return original(req, cb);
+    };
+  }
+
   return {
     mocks,
     registrations,
     state,
+    attachMonitor,
     ofType: (type) => registrations.filter((r) => r.type === type),
     commands: () => registrations.filter((r) => r.type === TOKENS.command),
     failures: () => registrations.filter((r) => r.error !== undefined),

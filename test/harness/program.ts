@@ -48,6 +48,10 @@ export interface RunOptions extends HarnessOptions {
   secretKeys?: string[];
   /** apply Pulumi.yaml defaults first (as the CLI does); default true */
   withProjectDefaults?: boolean;
+  /** the program module, relative to the repository root (default `index`, this program) */
+  module?: string;
+  /** the project name the mocks report (default `hakube`) */
+  project?: string;
 }
 
 export interface RunResult {
@@ -73,13 +77,14 @@ export async function runProgram(config: StackConfig, opts: RunOptions = {}): Pr
   const cli = { ...(opts.withProjectDefaults === false ? {} : toCliConfig(projectDefaults())), ...toCliConfig(config) };
   vi.resetModules();
   pulumi.runtime.setAllConfig(cli, secretKeys);
-  await pulumi.runtime.setMocks(harness.mocks, PROJECT, opts.stack ?? "dev");
+  await pulumi.runtime.setMocks(harness.mocks, opts.project ?? PROJECT, opts.stack ?? "dev");
+  harness.attachMonitor(pulumi.runtime.getMonitor());
   const warnings: string[] = [];
   const warn = vi.spyOn(pulumi.log, "warn").mockImplementation(async (m: string) => {
     warnings.push(m);
   });
   try {
-    const outputs = (await import("../../index")) as Record<string, unknown>;
+    const outputs = (await import(path.join(ROOT, opts.module ?? "index"))) as Record<string, unknown>;
     await settle();
     return { harness, outputs, warnings };
   } catch (e) {
