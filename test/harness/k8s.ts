@@ -76,8 +76,9 @@ export function shellcheck(script: string): string | undefined {
   const f = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "hakube-sc-")), "s.sh");
   fs.writeFileSync(f, script);
   try {
-    // SC2034: variables used by helpers only; SC2317: helper functions reached through hakube_retry
-    execFileSync(shellcheckPath, ["-s", "bash", "-S", "warning", "-e", "SC2034,SC2317", f], { encoding: "utf8" });
+    // SC2034: variables used by helpers only; SC2317: helper functions reached through hakube_retry;
+    // SC2194/SC2043: constant words and one-item loops are what rendering plain values gives
+    execFileSync(shellcheckPath, ["-s", "bash", "-S", "warning", "-e", "SC2034,SC2317,SC2194,SC2043", f], { encoding: "utf8" });
     return "";
   } catch (e) {
     return String((e as { stdout?: string }).stdout ?? e);

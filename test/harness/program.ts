@@ -84,7 +84,10 @@ export async function runProgram(config: StackConfig, opts: RunOptions = {}): Pr
     warnings.push(m);
   });
   try {
-    const outputs = (await import(path.join(ROOT, opts.module ?? "index"))) as Record<string, unknown>;
+    const mod = (await import(path.join(ROOT, opts.module ?? "index"))) as Record<string, unknown>;
+    // a program whose module is a function (`export = async () => {…}`): Pulumi awaits it; its result are the outputs
+    const main = typeof mod === "function" ? mod : typeof mod.default === "function" && Object.keys(mod).every((k) => k === "default" || k === "module.exports") ? mod.default : undefined;
+    const outputs = main ? ((await (main as () => Promise<Record<string, unknown>>)()) ?? {}) : mod;
     await settle();
     return { harness, outputs, warnings };
   } catch (e) {
