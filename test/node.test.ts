@@ -246,12 +246,12 @@ describe("bootstrap-token step against a stand-in kubectl", () => {
     fs.writeFileSync(path.join(dir, "admin.conf"), "");
     return dir;
   };
-  const runToken = (dir: string, ttlSeconds: number, token = TOKEN) => {
+  const runToken = (dir: string, ttlSeconds: number, token = TOKEN, env: Record<string, string> = {}) => {
     const script = renderScript({ host: "w1", step: "token (on cp1)", body: renderTokenScript({ joiner: "w1", ttlSeconds }), stdinItems: 1 })
       .replaceAll("/etc/kubernetes/admin.conf", path.join(dir, "admin.conf"))
       .replace("PATH=/usr/local/sbin", `PATH=${path.join(dir, "bin")}:/usr/local/sbin`)
       .replace(/hakube_retry (300|120) /g, "hakube_retry 5 ");
-    return bash(script, { FAKE_KUBE: dir }, Buffer.from(token).toString("base64") + "\n");
+    return bash(script, { FAKE_KUBE: dir, ...env }, Buffer.from(token).toString("base64") + "\n");
   };
   const secret = (dir: string, key: string) => {
     const f = path.join(dir, "secrets", "bootstrap-token-abcdef", key);
@@ -292,7 +292,11 @@ describe("bootstrap-token step against a stand-in kubectl", () => {
     expect(runToken(dir, 86400)).toMatch(/deleted a different token[\s\S]*created bootstrap token/);
     expect(secret(dir, "token-secret")).toBe("0123456789abcdef");
   });
-  it("TTL 0: no expiry (and an existing expiry is removed)", () => {
+  it("two token steps creating the token at once: the one that loses accepts the other's (same token)", () => {
+    const dir = setup();
+    expect(runToken(dir, 86400, TOKEN, { FAKE_RACE: "1" })).toMatch(/was created concurrently/);
+  });
+    it("TTL 0: no expiry (and an existing expiry is removed)", () => {
     const dir = setup();
     runToken(dir, 0);
     expect(secret(dir, "expiration")).toBeUndefined();

@@ -508,12 +508,19 @@ if [ -z "$current" ]; then
     until=$(date -u -d "+$ttl seconds" +%Y-%m-%dT%H:%M:%SZ)
     expiry=(--from-literal=expiration="$until")
   fi
-  kc -n kube-system create secret generic "$secret" --type=bootstrap.kubernetes.io/token \\
+  if kc -n kube-system create secret generic "$secret" --type=bootstrap.kubernetes.io/token \\
     --from-literal=token-id="$id" --from-file=token-secret="$tmpd/token-secret" \\
     --from-literal=usage-bootstrap-authentication=true --from-literal=usage-bootstrap-signing=true \\
     --from-literal=auth-extra-groups=system:bootstrappers:kubeadm:default-node-token \\
-    --from-literal=description="hakube bootstrap token" "\${expiry[@]}" >/dev/null || hakube_fail "cannot create secret kube-system/$secret"
-  echo "created bootstrap token $id (valid until: $until)"
+    --from-literal=description="hakube bootstrap token" "\${expiry[@]}" >/dev/null 2>"$tmpd/create.err"; then
+    echo "created bootstrap token $id (valid until: $until)"
+  else
+    # another join's token step (they run in parallel) may have created it just now
+    again=$(kc -n kube-system get secret "$secret" --ignore-not-found -o jsonpath='{.data.token-secret}') || true
+    [ -n "$again" ] && [ "$(printf '%s' "$again" | base64 -d)" = "\${token#*.}" ] \
+      || hakube_fail "cannot create secret kube-system/$secret: $(tail -n 3 "$tmpd/create.err")"
+    echo "bootstrap token $id was created concurrently"
+  fi
 else
   expiration=$(kc -n kube-system get secret "$secret" -o jsonpath='{.data.expiration}') || hakube_fail "cannot read secret kube-system/$secret"
   expiration=$(printf '%s' "$expiration" | base64 -d)
