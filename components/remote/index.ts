@@ -17,7 +17,15 @@ import { encodeStdin, wrapScript } from "./shell";
 export { shq, shqAll, putFile, putFileFromStdin } from "./shell";
 
 export interface StepArgs {
+  /** The host the step is for: its name keys the resource name and the failure messages. */
   host: HostSpec;
+  /**
+   * Run the step on this host instead (e.g. a control plane that drains `host`, or refreshes the
+   * bootstrap token `host` joins with). The name stays `${component}-${step}-${host.name}`, so
+   * changing which host acts does not replace the resource; messages read
+   * `hakube: <host>: <step> (on <via>): …`.
+   */
+  via?: HostSpec;
   /** Step name: part of the resource name and of every failure message. */
   step: string;
   /** Bash body (plain values only: never derived from a secret; secrets go in `secrets`). */
@@ -91,9 +99,9 @@ export class Hosts extends pulumi.ComponentResource {
     return p;
   }
 
-  /** A step on a host, after the host's preflight. */
+  /** A step on a host (or on `args.via`), after that host's preflight. */
   step(component: pulumi.ComponentResource, componentName: string, args: StepArgs): command.remote.Command {
-    return this.command(component, componentName, args, [this.preflight(args.host)]);
+    return this.command(component, componentName, args, [this.preflight(args.via ?? args.host)]);
   }
 
   private command(
@@ -106,16 +114,18 @@ export class Hosts extends pulumi.ComponentResource {
     if (this.names.has(name)) throw new Error(`hakube: duplicate step ${name}`);
     this.names.add(name);
     const secretCount = a.secrets?.length ?? 0;
+    const target = a.via ?? a.host;
+    const label = a.via ? `${a.step} (on ${a.via.name})` : a.step;
     const wrap = (body: string) =>
-      wrapScript({ host: a.host.name, step: a.step, user: a.host.user, body, stdinItems: secretCount || undefined });
+      wrapScript({ host: a.host.name, step: label, user: target.user, body, stdinItems: secretCount || undefined });
     const stdin = secretCount ? pulumi.secret(pulumi.all(a.secrets!).apply(encodeStdin)) : undefined;
     return new command.remote.Command(
       name,
       {
-        connection: this.connection(a.host),
+        connection: this.connection(target),
         create: pulumi.output(a.script).apply(wrap),
         ...(a.deleteScript !== undefined
-          ? { delete: pulumi.output(a.deleteScript).apply((b) => wrapScript({ host: a.host.name, step: `${a.step} (delete)`, user: a.host.user, body: b })) }
+          ? { delete: pulumi.output(a.deleteScript).apply((b) => wrapScript({ host: a.host.name, step: `${label} (delete)`, user: target.user, body: b })) }
           : {}),
         ...(stdin ? { stdin, logging: "stderr" as const } : {}),
         addPreviousOutputInEnv: false,
