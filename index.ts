@@ -15,7 +15,7 @@ const controlPlanes = role("controlplane");
 const pki = new ClusterPki("pki", { clusterName: spec.clusterName, algorithm: spec.kubernetes.encryptionAlgorithm });
 const hosts = new Hosts("hosts", { hosts: spec.hosts, sshPrivateKey, ports: portNeedsByHost(spec), certificateStarts: pki.caValidityStarts });
 
-// Certificates issued for hosts come before the first step on them (the preflight checks clocks against them).
+// Certificates issued for hosts are recorded for their preflights (clock check), which start every host's chain.
 const etcd = new EtcdCluster("etcd", { hosts, members: role("etcd"), ca: pki.etcdCa, algorithm: pki.algorithm, etcd: spec.etcd, clusterName: spec.clusterName });
 for (const h of controlPlanes) hosts.certificateIssued(h, etcd.apiserverClient.validityStartTime);
 for (const h of spec.hosts) hosts.preflight(h);

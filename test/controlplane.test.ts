@@ -26,7 +26,7 @@ const HOSTS = ["lb1", "lb2", "etcd1", "etcd2", "etcd3", "cp1", "cp2", "cp3", "w1
 describe("resource names", () => {
   it("every command is `${component}-${step}-${host}` for a configured host", () => {
     for (const c of ha.harness.commands()) {
-      const m = /^(hosts|controlplane|workers)-([a-z]+)-([a-z0-9-]+)$/.exec(c.name);
+      const m = /^(hosts|etcd|lb|controlplane|workers)-([a-z]+)-([a-z0-9-]+)$/.exec(c.name);
       expect(m, c.name).not.toBeNull();
       expect(HOSTS, c.name).toContain(m![3]);
     }
@@ -38,7 +38,7 @@ describe("resource names", () => {
     for (const h of ["w1", "gpu1"]) for (const s of ["system", "packages", "containerd", "join", "token", "drain"]) expect(names).toContain(`workers-${s}-${h}`);
     expect(names).toContain("controlplane-cni-cp1");
     expect([...names].filter((n) => n.includes("cni"))).toEqual(["controlplane-cni-cp1"]);
-    for (const h of ["lb1", "lb2", "etcd1"]) expect([...names].filter((n) => n.endsWith(`-${h}`) && !n.startsWith("hosts-"))).toEqual([]);
+    for (const h of ["lb1", "lb2", "etcd1"]) expect([...names].filter((n) => n.endsWith(`-${h}`) && /^(controlplane|workers)-/.test(n))).toEqual([]);
   });
   it("component types", () => {
     expect(ha.harness.ofType("hakube:k8s:ControlPlane").map((r) => r.name)).toEqual(["controlplane"]);

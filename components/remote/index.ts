@@ -50,8 +50,8 @@ export interface HostsArgs {
 
 /**
  * The hosts of one cluster and the way to run steps on them. Each host's preflight is created
- * on first use, after every certificate issued for that host was recorded with
- * `certificateIssued` (recording one later is a programming error and throws).
+ * on first use; it checks the host clock against every certificate recorded for the host with
+ * `certificateIssued` during the program's construction (recording one later throws).
  */
 export class Hosts extends pulumi.ComponentResource {
   private readonly args: HostsArgs;
@@ -59,6 +59,8 @@ export class Hosts extends pulumi.ComponentResource {
   private readonly certStarts = new Map<string, pulumi.Input<string>[]>();
   private readonly names = new Set<string>();
   private readonly componentName: string;
+  private constructionDone?: Promise<void>;
+  private sealed = false;
 
   constructor(name: string, args: HostsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hakube:remote:Hosts", name, {}, opts);
@@ -78,21 +80,36 @@ export class Hosts extends pulumi.ComponentResource {
     };
   }
 
-  /** Record a certificate issued for `host` so its preflight checks the host clock against it. */
+  /**
+   * Record a certificate issued for `host` so its preflight checks the host clock against it.
+   * Call it while the program is being constructed (synchronously, not inside an `apply`): the
+   * preflights read the recorded starts once the program's synchronous construction is done.
+   */
   certificateIssued(host: HostSpec, validityStartTime: pulumi.Input<string>): void {
-    if (this.preflights.has(host.name))
-      throw new Error(`hakube: ${host.name}: a certificate was issued after the host's preflight was created; issue certificates before the first step`);
+    if (this.sealed)
+      throw new Error(`hakube: ${host.name}: a certificate was recorded after the preflights read them; record certificates while constructing the program`);
     this.certStarts.set(host.name, [...(this.certStarts.get(host.name) ?? []), validityStartTime]);
+  }
+
+  /** Resolves once the synchronous construction of the program is over (every certificate is recorded). */
+  private construction(): Promise<void> {
+    this.constructionDone ??= new Promise<void>((resolve) =>
+      setImmediate(() => {
+        this.sealed = true;
+        resolve();
+      }),
+    );
+    return this.constructionDone;
   }
 
   /** The host's preflight (created on first use). */
   preflight(host: HostSpec): command.remote.Command {
     let p = this.preflights.get(host.name);
     if (!p) {
-      const starts = [...(this.args.certificateStarts ?? []), ...(this.certStarts.get(host.name) ?? [])];
-      const script = pulumi.all(starts).apply((s) =>
-        renderPreflight({ host: host.name, roles: host.roles, ports: this.args.ports[host.name] ?? [], certificateStarts: s }),
-      );
+      const script = pulumi
+        .output(this.construction().then(() => true))
+        .apply(() => pulumi.all([...(this.args.certificateStarts ?? []), ...(this.certStarts.get(host.name) ?? [])]))
+        .apply((s) => renderPreflight({ host: host.name, roles: host.roles, ports: this.args.ports[host.name] ?? [], certificateStarts: s }));
       p = this.command(this, this.componentName, { host, step: "preflight", script }, []);
       this.preflights.set(host.name, p);
     }
