@@ -1,53 +1,58 @@
 // hakube: a highly available Kubernetes cluster on your own hosts, over SSH.
 // Reads the stack config, builds the components, exports the outputs (README "Outputs").
-import * as pulumi from "@pulumi/pulumi";
 import { hostsWithRole, loadClusterSpec, portNeedsByHost } from "./components/config";
-import { ClusterPki, joinEndpoint, renderKubeconfig } from "./components/pki";
+import { ControlPlane } from "./components/controlplane";
+import { EtcdCluster } from "./components/etcd";
 import { LoadBalancerPair } from "./components/loadbalancer";
+import { ClusterPki } from "./components/pki";
 import { Hosts } from "./components/remote";
+import { WorkerPool } from "./components/workers";
 
 const { spec, sshPrivateKey } = loadClusterSpec();
-const lb = spec.loadBalancer;
+const role = (r: Parameters<typeof hostsWithRole>[1]) => hostsWithRole(spec, r);
+const controlPlanes = role("controlplane");
 
 const pki = new ClusterPki("pki", { clusterName: spec.clusterName, algorithm: spec.kubernetes.encryptionAlgorithm });
-const hosts = new Hosts("hosts", {
-  hosts: spec.hosts,
-  sshPrivateKey,
-  ports: portNeedsByHost(spec),
-  certificateStarts: pki.caValidityStarts,
-});
+const hosts = new Hosts("hosts", { hosts: spec.hosts, sshPrivateKey, ports: portNeedsByHost(spec), certificateStarts: pki.caValidityStarts });
 
-// Every host's chain starts with its preflight.
+// Certificates issued for hosts are recorded for their preflights (clock check), which start every host's chain.
+const etcd = new EtcdCluster("etcd", { hosts, members: role("etcd"), ca: pki.etcdCa, algorithm: pki.algorithm, etcd: spec.etcd, clusterName: spec.clusterName });
+for (const h of controlPlanes) hosts.certificateIssued(h, etcd.apiserverClient.validityStartTime);
 for (const h of spec.hosts) hosts.preflight(h);
 
-// The VIP in front of the API servers; `loadBalancers.ready` gates kubeadm init.
 const loadBalancers = new LoadBalancerPair("lb", {
   clusterName: spec.clusterName,
-  loadBalancer: lb,
-  hosts: hostsWithRole(spec, "loadbalancer"),
-  controlPlanes: hostsWithRole(spec, "controlplane"),
-  workers: hostsWithRole(spec, "worker"),
+  loadBalancer: spec.loadBalancer,
+  hosts: role("loadbalancer"),
+  controlPlanes,
+  workers: role("worker"),
   kubernetesCaCertPem: pki.kubernetesCa.certPem,
   remote: hosts,
 });
 
-const server = loadBalancers.endpoint;
+// kubeadm init waits for the etcd health gate and the VIP; joins follow one at a time.
+const controlPlane = new ControlPlane("controlplane", {
+  clusterName: spec.clusterName,
+  hosts,
+  controlPlanes,
+  pki,
+  kubernetes: spec.kubernetes,
+  cni: spec.cni,
+  etcd: { endpoints: etcd.endpoints, caCertPem: etcd.caCertPem, clientCertPem: etcd.apiserverClientCertPem, clientKeyPem: etcd.apiserverClientKeyPem, ready: [etcd.healthGate] },
+  loadBalancer: { vip: loadBalancers.vip, port: loadBalancers.port, addresses: [...new Set(role("loadbalancer").flatMap((h) => [h.address, h.internalAddress]))], ready: loadBalancers.ready },
+});
+
+const workers = role("worker").filter((h) => !h.roles.includes("controlplane"));
+if (workers.length > 0) {
+  new WorkerPool("workers", { hosts, workers, joinInfo: controlPlane.joinInfo, kubernetes: spec.kubernetes, controlPlane: controlPlane.firstHost, dependsOn: [controlPlane.initialized] });
+}
+
 export const clusterName = spec.clusterName;
 export const kubernetesVersion = spec.kubernetes.version;
 export const vip = loadBalancers.vip;
 export const apiServerEndpoint = loadBalancers.endpoint;
 export const clusterCaCertificate = pki.kubernetesCa.certPem;
-export const etcdEndpoints = hostsWithRole(spec, "etcd").map((h) => `https://${h.internalAddress}:2379`);
+export const etcdEndpoints = etcd.endpoints;
 export const nodes = spec.hosts.map((h) => ({ name: h.name, internalAddress: h.internalAddress, roles: h.roles }));
-export const kubeconfig = pulumi.secret(
-  pulumi
-    .all([pki.kubernetesCa.certPem, pki.admin.certPem, pki.admin.keyPem])
-    .apply(([caCertPem, clientCertPem, clientKeyPem]) =>
-      renderKubeconfig({ clusterName: spec.clusterName, server, caCertPem, clientCertPem, clientKeyPem }),
-    ),
-);
-export const joinInfo = pulumi.secret({
-  endpoint: joinEndpoint(lb.vip, lb.port),
-  token: pki.bootstrapToken,
-  caCertHash: pki.caCertHash,
-});
+export const kubeconfig = controlPlane.kubeconfig;
+export const joinInfo = controlPlane.joinInfo;

@@ -109,6 +109,14 @@ const BAD: Bad[] = [
   { what: "sshPrivateKey in plain text", config: haConfig(), secretKeys: [], expect: ["hakube:sshPrivateKey: is stored in plain text"] },
   { what: "unknown top-level key", config: haConfig({ sshUsr: "admin" }), expect: ['hakube:sshUsr: unknown key (did you mean "sshUser"?)'] },
   { what: "object key given as plain text", config: haConfig({ kubernetes: "1.34" }), expect: [/^hakube:kubernetes: expected/] },
+  { what: "Kubernetes older than v1beta4", config: haConfig({ kubernetes: { version: "1.30.5" } }), expect: ["hakube:kubernetes.version: 1.30.5 is too old"] },
+  { what: "containerd source unknown", config: haConfig({ kubernetes: { containerd: { source: "docker" } } }), expect: ['hakube:kubernetes.containerd.source: "docker" is not one of upstream, distribution, preinstalled'] },
+  { what: "containerd too old for the Kubernetes release", config: haConfig({ kubernetes: { containerd: { version: "1.7.28" } } }), expect: ["hakube:kubernetes.containerd.version: 1.7.28 is not supported with Kubernetes 1.37.1 (needs 2.2.0+)"] },
+  { what: "containerd version with source distribution", config: haConfig({ kubernetes: { containerd: { source: "distribution", version: "2.3.4" } } }), expect: ['hakube:kubernetes.containerd.version: is only used with source "upstream"'] },
+  { what: "typo in containerd", config: haConfig({ kubernetes: { containerd: { runcVersoin: "1.5.1" } } }), expect: ['hakube:kubernetes.containerd.runcVersoin: unknown key (did you mean "runcVersion"?)'] },
+  { what: "bootstrap token TTL not a duration", config: haConfig({ kubernetes: { bootstrapTokenTtl: "1d" } }), expect: ['hakube:kubernetes.bootstrapTokenTtl: "1d" is not a duration'] },
+  { what: "cilium without manifestUrl", config: haConfig({ cni: { plugin: "cilium" } }), expect: ["hakube:cni.manifestUrl: is required with plugin \"cilium\""] },
+  { what: "node-role label the kubelet may not set", config: withHost(8, { labels: { "node-role.kubernetes.io/worker": "" } }), expect: ['hakube:hosts[8].labels["node-role.kubernetes.io/worker"]: the kubelet may not set labels'] },
 ];
 
 describe("invalid configurations: one error naming every problem, nothing registered", () => {
@@ -186,7 +194,7 @@ describe("valid shapes", () => {
         hosts: haHosts().map((h, i) => ({ ...h, address: `n${i}.example.com`, internalAddress: h.address, hostKey: `${ED25519_KEY} root@n${i}`, ...(i === 0 ? { user: "root", port: 22 } : {}) })),
         kubernetes: { version: "v1.37.1", encryptionAlgorithm: "RSA-2048" },
         etcd: { version: "v3.5.21", sha256: { amd64: "A".repeat(64) } },
-        cni: { plugin: "cilium" },
+        cni: { plugin: "cilium", manifestUrl: "https://manifests.example.com/cilium-1.20.2.yaml" },
       }),
       [],
     ],
@@ -219,6 +227,7 @@ describe("valid shapes", () => {
     );
     expect(spec.clusterName).toBe("staging");
     expect(spec.kubernetes).toMatchObject({ version: "1.37.1", podSubnet: "10.244.0.0/16", serviceSubnet: "10.96.0.0/12", dnsDomain: "cluster.local", packages: "pkgs.k8s.io", encryptionAlgorithm: "ECDSA-P256" });
+    expect(spec.kubernetes).toMatchObject({ bootstrapTokenTtl: "24h", containerd: { source: "upstream", version: "2.3.4", runcVersion: "1.5.1" } });
     expect(spec.loadBalancer).toEqual({ engine: "haproxy", vip: "10.0.0.100", vipPrefix: 24, interface: "eth0", virtualRouterId: 51, port: 6443 });
     expect(spec.etcd).toMatchObject({ source: "download", dataDir: "/var/lib/etcd" });
     expect(spec.cni).toEqual({ plugin: "calico" });

@@ -30,6 +30,7 @@ export function portNeeds(host: HostSpec, lb?: LoadBalancerSpec): PortNeed[] {
   return needs;
 }
 
-export function portNeedsByHost(spec: Pick<ClusterSpec, "hosts" | "loadBalancer">): Record<string, PortNeed[]> {
+/** Port needs by host name. `loadBalancer` may be absent (a program that only adds worker nodes). */
+export function portNeedsByHost(spec: Pick<ClusterSpec, "hosts"> & { loadBalancer?: LoadBalancerSpec }): Record<string, PortNeed[]> {
   return Object.fromEntries(spec.hosts.map((h) => [h.name, portNeeds(h, spec.loadBalancer)]));
 }

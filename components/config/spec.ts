@@ -7,9 +7,10 @@
 import * as ipaddr from "ipaddr.js";
 import * as semver from "semver";
 import { z } from "zod";
-import { APISERVER_PORT, DEFAULTS, LB_HEALTH_PORT, ROLE_PORTS } from "./defaults";
+import { APISERVER_PORT, CNI_VERSIONS, containerdRanges, describeRanges, DEFAULTS, LB_HEALTH_PORT, MIN_KUBERNETES_VERSION, ROLE_PORTS } from "./defaults";
 
 export const NAMESPACE = "hakube";
+const CNI_CILIUM = CNI_VERSIONS.cilium;
 export const ROLES = ["loadbalancer", "etcd", "controlplane", "worker"] as const;
 export type Role = (typeof ROLES)[number];
 export const ARCHES = ["amd64", "arm64", "ppc64le", "s390x"] as const;
@@ -63,6 +64,17 @@ export interface EtcdSpec {
 
 export type EncryptionAlgorithm = "ECDSA-P256" | "RSA-2048";
 
+/** Where a node's containerd comes from (see docs/kubernetes.md "Container runtime"). */
+export interface ContainerdSpec {
+  /** `upstream`: the release tarball + runc from GitHub (checksums verified); `distribution`: the OS package
+   *  (must be new enough: Ubuntu's -updates 2.2.x is, Debian's 1.6/1.7 is not); `preinstalled`: only verified. */
+  source: "upstream" | "distribution" | "preinstalled";
+  /** containerd release for `upstream` (e.g. 2.3.4). */
+  version: string;
+  /** runc release for `upstream` (e.g. 1.5.1). */
+  runcVersion: string;
+}
+
 export interface KubernetesSpec {
   version: string;
   podSubnet: string;
@@ -72,6 +84,9 @@ export interface KubernetesSpec {
   aptRepository?: string;
   /** Key algorithm of every key the program and kubeadm make (kubeadm's `encryptionAlgorithm`). */
   encryptionAlgorithm: EncryptionAlgorithm;
+  /** Lifetime of the bootstrap token each time it is created or refreshed: Go duration (`24h`, `90m`), `0` = never expires. */
+  bootstrapTokenTtl: string;
+  containerd: ContainerdSpec;
 }
 
 export interface CniSpec {
@@ -310,6 +325,24 @@ const EtcdSchema = z.strictObject({
   dataDir: absPath.default(DEFAULTS.etcd.dataDir),
 });
 
+/** Go-style duration in hours/minutes (`24h`, `1h30m`, `90m`) or `0` (never expires). */
+export function parseTtlSeconds(s: string): number | undefined {
+  if (s === "0") return 0;
+  const m = /^(?:(\d+)h)?(?:(\d+)m)?$/.exec(s);
+  if (!m || (m[1] === undefined && m[2] === undefined)) return undefined;
+  const secs = Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60;
+  return secs > 0 ? secs : undefined;
+}
+const ttl = str("a duration").refine((v) => parseTtlSeconds(v) !== undefined, {
+  error: (i) => `${show(i.input)} is not a duration like 24h, 1h30m or 90m (0 = never expires)`,
+});
+
+const ContainerdSchema = z.strictObject({
+  source: enumOf(["upstream", "distribution", "preinstalled"]).default(DEFAULTS.kubernetes.containerd.source),
+  version: versionString.default(DEFAULTS.kubernetes.containerd.version),
+  runcVersion: versionString.default(DEFAULTS.kubernetes.containerd.runcVersion),
+});
+
 const KubernetesSchema = z.strictObject({
   version: versionString.default(DEFAULTS.kubernetes.version),
   podSubnet: cidr.default(DEFAULTS.kubernetes.podSubnet),
@@ -318,6 +351,8 @@ const KubernetesSchema = z.strictObject({
   packages: enumOf(["pkgs.k8s.io", "preinstalled"]).default(DEFAULTS.kubernetes.packages),
   aptRepository: url().optional(),
   encryptionAlgorithm: enumOf(["ECDSA-P256", "RSA-2048"]).default(DEFAULTS.kubernetes.encryptionAlgorithm),
+  bootstrapTokenTtl: ttl.default(DEFAULTS.kubernetes.bootstrapTokenTtl),
+  containerd: ContainerdSchema.default(() => ({ ...DEFAULTS.kubernetes.containerd })),
 });
 
 const CniSchema = z.strictObject({
@@ -352,8 +387,8 @@ export const CONFIG_KEYS = [
 
 type Path = (string | number)[];
 
-export function keyPath(path: Path): string {
-  let out = NAMESPACE;
+export function keyPath(path: Path, namespace: string = NAMESPACE): string {
+  let out = namespace;
   path.forEach((p, i) => {
     if (typeof p === "number") out += `[${p}]`;
     else if (i === 0) out += `:${p}`;
@@ -365,8 +400,9 @@ export function keyPath(path: Path): string {
 
 class Problems {
   readonly list: string[] = [];
+  constructor(private readonly namespace: string = NAMESPACE) {}
   add(path: Path, message: string) {
-    this.list.push(`${keyPath(path)}: ${message}`);
+    this.list.push(`${keyPath(path, this.namespace)}: ${message}`);
   }
   fromZod(base: Path, error: z.ZodError) {
     for (const issue of error.issues) {
@@ -389,6 +425,7 @@ const ALL_OBJECT_KEYS = [
   ...Object.keys(EtcdSchema.shape),
   ...Object.keys(KubernetesSchema.shape),
   ...Object.keys(CniSchema.shape),
+  ...Object.keys(ContainerdSchema.shape),
   "http",
   "https",
   "nodePort",
@@ -502,10 +539,14 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
       };
     });
     checkHosts(p, warnings, normHosts, strictHostKeys ?? false);
+    checkNodeLabels(p, normHosts);
   }
   if (normHosts && loadBalancer) checkLoadBalancer(p, normHosts, loadBalancer);
   if (kubernetes) checkKubernetes(p, normHosts, kubernetes, loadBalancer);
+  if (kubernetes) checkContainerd(p, kubernetes, rawObject(v.kubernetes)?.containerd);
   if (cni && cni.plugin === "none" && cni.manifestUrl) p.add(["cni", "manifestUrl"], `has no effect with plugin "none"`);
+  if (cni && cni.plugin === "cilium" && !cni.manifestUrl)
+    p.add(["cni", "manifestUrl"], `is required with plugin "cilium" (Cilium publishes no plain manifest): render one with \`helm template cilium cilium/cilium --version ${CNI_CILIUM} --namespace kube-system --set ipam.mode=kubernetes\` and host it (see docs/kubernetes.md)`);
   if (etcd && etcd.source !== "download") {
     if (v.etcd && JSON.parse(v.etcd)?.downloadUrl !== undefined) p.add(["etcd", "downloadUrl"], `is only used with source "download" (source is ${show(etcd.source)})`);
     if (etcd.sha256) p.add(["etcd", "sha256"], `is only used with source "download" (source is ${show(etcd.source)})`);
@@ -524,6 +565,70 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
     },
     warnings,
   };
+}
+
+/** A JSON object value of a raw key, or undefined (parse errors were reported already). */
+function rawObject(raw: string | undefined): Record<string, any> | undefined {
+  if (raw === undefined) return undefined;
+  try {
+    const v = JSON.parse(raw);
+    return v && typeof v === "object" && !Array.isArray(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Labels the kubelet may set on its own Node at registration (`--node-labels`, checked by the
+ * NodeRestriction admission plugin): anything outside the kubernetes.io / k8s.io namespaces, the
+ * well-known topology/instance labels, and the kubelet.kubernetes.io / node.kubernetes.io namespaces.
+ * `node-role.kubernetes.io/*` is not among them (the kubelet refuses to start).
+ */
+export function isKubeletSettableLabel(key: string): boolean {
+  const slash = key.indexOf("/");
+  const ns = slash >= 0 ? key.slice(0, slash) : "";
+  const inNs = (n: string, base: string) => n === base || n.endsWith(`.${base}`);
+  if (inNs(ns, "node-restriction.kubernetes.io")) return false;
+  if (!inNs(ns, "kubernetes.io") && !inNs(ns, "k8s.io")) return true;
+  const allowed = [
+    "kubernetes.io/hostname",
+    "kubernetes.io/arch",
+    "kubernetes.io/os",
+    "kubernetes.io/instance-type",
+    "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/instance-type",
+    "failure-domain.beta.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region",
+    "failure-domain.kubernetes.io/zone",
+    "failure-domain.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "node.kubernetes.io/instance-type",
+  ];
+  return allowed.includes(key) || inNs(ns, "kubelet.kubernetes.io") || inNs(ns, "node.kubernetes.io");
+}
+
+function checkNodeLabels(p: Problems, hosts: HostSpec[]) {
+  hosts.forEach((h, i) => {
+    if (!h.roles.includes("controlplane") && !h.roles.includes("worker")) return;
+    for (const k of Object.keys(h.labels)) {
+      if (!isKubeletSettableLabel(k))
+        p.add(["hosts", i, "labels", k], `the kubelet may not set labels in the kubernetes.io/k8s.io namespaces (except the well-known ones and node.kubernetes.io/…): use another prefix, e.g. example.com/${k.slice(k.indexOf("/") + 1)}, or label the node with kubectl`);
+    }
+  });
+}
+
+function checkContainerd(p: Problems, k: z.output<typeof KubernetesSchema>, raw: Record<string, unknown> | undefined) {
+  const c = k.containerd;
+  if (c.source !== "upstream") {
+    for (const f of ["version", "runcVersion"] as const)
+      if (raw && raw[f] !== undefined) p.add(["kubernetes", "containerd", f], `is only used with source "upstream" (source is ${show(c.source)})`);
+    return;
+  }
+  const ranges = containerdRanges(k.version);
+  const ok = ranges.some((r) => semver.gte(c.version, r.min) && (r.below === undefined || semver.lt(c.version, r.below)));
+  if (!ok) p.add(["kubernetes", "containerd", "version"], `${c.version} is not supported with Kubernetes ${k.version} (needs ${describeRanges(ranges)})`);
 }
 
 function checkHosts(p: Problems, warnings: string[], hosts: HostSpec[], strict: boolean) {
@@ -615,6 +720,8 @@ function checkKubernetes(
   k: z.output<typeof KubernetesSchema>,
   lb: z.output<typeof LoadBalancerSchema> | undefined,
 ) {
+  if (semver.lt(k.version, MIN_KUBERNETES_VERSION))
+    p.add(["kubernetes", "version"], `${k.version} is too old: hakube writes kubeadm.k8s.io/v1beta4 configuration, which needs Kubernetes ${MIN_KUBERNETES_VERSION} or newer`);
   const [svcAddr, svcPrefix] = ipaddr.parseCIDR(k.serviceSubnet);
   const [podAddr, podPrefix] = ipaddr.parseCIDR(k.podSubnet);
   const overlaps = (a: ipaddr.IPv4, ap: number, b: ipaddr.IPv4, bp: number) => a.match(b, Math.min(ap, bp));
@@ -642,4 +749,66 @@ function checkKubernetes(
 /** Hosts with a role, in host order. */
 export function hostsWithRole(spec: Pick<ClusterSpec, "hosts">, role: Role): HostSpec[] {
   return spec.hosts.filter((h) => h.roles.includes(role));
+}
+
+/* ------------------------------------------------------------------ other programs */
+
+export interface NodePoolConfigInput {
+  /** Config namespace for messages (e.g. `workerPool`). */
+  namespace: string;
+  /** The host list (parsed JSON), same shape as `hakube:hosts`. */
+  hosts: unknown;
+  /** The `kubernetes` object (parsed JSON), same shape as `hakube:kubernetes`; only the node settings matter. */
+  kubernetes?: unknown;
+  sshUser?: string;
+  sshPort?: number;
+  /** Roles the hosts may have (default: worker). */
+  roles?: Role[];
+}
+
+/**
+ * The hosts and Kubernetes node settings of a program that adds nodes to an existing hakube
+ * cluster (examples/worker-pool), validated with the same rules as this program's config.
+ * Throws one ConfigError naming every problem.
+ */
+export function parseNodePoolConfig(input: NodePoolConfigInput): { hosts: HostSpec[]; kubernetes: KubernetesSpec } {
+  const p = new Problems(input.namespace);
+  const roles = input.roles ?? ["worker"];
+  const user = input.sshUser ?? DEFAULTS.sshUser;
+  const port = input.sshPort ?? DEFAULTS.sshPort;
+  const hosts: HostSpec[] = [];
+  if (!Array.isArray(input.hosts) || input.hosts.length === 0) p.add(["hosts"], "is required: a non-empty list of hosts with name, address and roles");
+  else
+    input.hosts.forEach((raw, i) => {
+      const h = parseWith(p, ["hosts", i], HostSchema, raw);
+      if (!h) return;
+      for (const r of h.roles) if (!roles.includes(r)) p.add(["hosts", i, "roles"], `role ${show(r)} is not allowed here (only ${roles.join(", ")})`);
+      const internalAddress = h.internalAddress ?? (isIPv4(h.address) ? h.address : undefined);
+      if (internalAddress === undefined) p.add(["hosts", i, "internalAddress"], `is required because address ${show(h.address)} is not an IPv4 address`);
+      hosts.push({
+        name: h.name,
+        address: h.address,
+        internalAddress: internalAddress ?? "",
+        roles: h.roles,
+        user: h.user ?? user,
+        port: h.port ?? port,
+        ...(h.hostKey ? { hostKey: h.hostKey } : {}),
+        labels: (h.labels ?? {}) as Record<string, string>,
+        taints: h.taints ?? [],
+      });
+    });
+  if (p.list.length === 0) checkNodeLabels(p, hosts);
+  const names = new Set<string>();
+  hosts.forEach((h, i) => {
+    if (names.has(h.name)) p.add(["hosts", i, "name"], `${show(h.name)} is used twice`);
+    names.add(h.name);
+  });
+  const kubernetes = parseWith(p, ["kubernetes"], KubernetesSchema, input.kubernetes ?? {});
+  if (kubernetes) {
+    if (semver.lt(kubernetes.version, MIN_KUBERNETES_VERSION))
+      p.add(["kubernetes", "version"], `${kubernetes.version} is too old: kubeadm.k8s.io/v1beta4 needs Kubernetes ${MIN_KUBERNETES_VERSION} or newer`);
+    checkContainerd(p, kubernetes, input.kubernetes && typeof input.kubernetes === "object" ? ((input.kubernetes as Record<string, any>).containerd ?? undefined) : undefined);
+  }
+  if (p.list.length) throw new ConfigError(p.list);
+  return { hosts, kubernetes: kubernetes as KubernetesSpec };
 }

@@ -17,7 +17,15 @@ import { encodeStdin, wrapScript } from "./shell";
 export { shq, shqAll, putFile, putFileFromStdin } from "./shell";
 
 export interface StepArgs {
+  /** The host the step is for: its name keys the resource name and the failure messages. */
   host: HostSpec;
+  /**
+   * Run the step on this host instead (e.g. a control plane that drains `host`, or refreshes the
+   * bootstrap token `host` joins with). The name stays `${component}-${step}-${host.name}`, so
+   * changing which host acts does not replace the resource; messages read
+   * `hakube: <host>: <step> (on <via>): …`.
+   */
+  via?: HostSpec;
   /** Step name: part of the resource name and of every failure message. */
   step: string;
   /** Bash body (plain values only: never derived from a secret; secrets go in `secrets`). */
@@ -42,8 +50,8 @@ export interface HostsArgs {
 
 /**
  * The hosts of one cluster and the way to run steps on them. Each host's preflight is created
- * on first use, after every certificate issued for that host was recorded with
- * `certificateIssued` (recording one later is a programming error and throws).
+ * on first use; it checks the host clock against every certificate recorded for the host with
+ * `certificateIssued` during the program's construction (recording one later throws).
  */
 export class Hosts extends pulumi.ComponentResource {
   private readonly args: HostsArgs;
@@ -51,6 +59,8 @@ export class Hosts extends pulumi.ComponentResource {
   private readonly certStarts = new Map<string, pulumi.Input<string>[]>();
   private readonly names = new Set<string>();
   private readonly componentName: string;
+  private constructionDone?: Promise<void>;
+  private sealed = false;
 
   constructor(name: string, args: HostsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hakube:remote:Hosts", name, {}, opts);
@@ -70,30 +80,45 @@ export class Hosts extends pulumi.ComponentResource {
     };
   }
 
-  /** Record a certificate issued for `host` so its preflight checks the host clock against it. */
+  /**
+   * Record a certificate issued for `host` so its preflight checks the host clock against it.
+   * Call it while the program is being constructed (synchronously, not inside an `apply`): the
+   * preflights read the recorded starts once the program's synchronous construction is done.
+   */
   certificateIssued(host: HostSpec, validityStartTime: pulumi.Input<string>): void {
-    if (this.preflights.has(host.name))
-      throw new Error(`hakube: ${host.name}: a certificate was issued after the host's preflight was created; issue certificates before the first step`);
+    if (this.sealed)
+      throw new Error(`hakube: ${host.name}: a certificate was recorded after the preflights read them; record certificates while constructing the program`);
     this.certStarts.set(host.name, [...(this.certStarts.get(host.name) ?? []), validityStartTime]);
+  }
+
+  /** Resolves once the synchronous construction of the program is over (every certificate is recorded). */
+  private construction(): Promise<void> {
+    this.constructionDone ??= new Promise<void>((resolve) =>
+      setImmediate(() => {
+        this.sealed = true;
+        resolve();
+      }),
+    );
+    return this.constructionDone;
   }
 
   /** The host's preflight (created on first use). */
   preflight(host: HostSpec): command.remote.Command {
     let p = this.preflights.get(host.name);
     if (!p) {
-      const starts = [...(this.args.certificateStarts ?? []), ...(this.certStarts.get(host.name) ?? [])];
-      const script = pulumi.all(starts).apply((s) =>
-        renderPreflight({ host: host.name, roles: host.roles, ports: this.args.ports[host.name] ?? [], certificateStarts: s }),
-      );
+      const script = pulumi
+        .output(this.construction().then(() => true))
+        .apply(() => pulumi.all([...(this.args.certificateStarts ?? []), ...(this.certStarts.get(host.name) ?? [])]))
+        .apply((s) => renderPreflight({ host: host.name, roles: host.roles, ports: this.args.ports[host.name] ?? [], certificateStarts: s }));
       p = this.command(this, this.componentName, { host, step: "preflight", script }, []);
       this.preflights.set(host.name, p);
     }
     return p;
   }
 
-  /** A step on a host, after the host's preflight. */
+  /** A step on a host (or on `args.via`), after that host's preflight. */
   step(component: pulumi.ComponentResource, componentName: string, args: StepArgs): command.remote.Command {
-    return this.command(component, componentName, args, [this.preflight(args.host)]);
+    return this.command(component, componentName, args, [this.preflight(args.via ?? args.host)]);
   }
 
   private command(
@@ -106,16 +131,18 @@ export class Hosts extends pulumi.ComponentResource {
     if (this.names.has(name)) throw new Error(`hakube: duplicate step ${name}`);
     this.names.add(name);
     const secretCount = a.secrets?.length ?? 0;
+    const target = a.via ?? a.host;
+    const label = a.via ? `${a.step} (on ${a.via.name})` : a.step;
     const wrap = (body: string) =>
-      wrapScript({ host: a.host.name, step: a.step, user: a.host.user, body, stdinItems: secretCount || undefined });
+      wrapScript({ host: a.host.name, step: label, user: target.user, body, stdinItems: secretCount || undefined });
     const stdin = secretCount ? pulumi.secret(pulumi.all(a.secrets!).apply(encodeStdin)) : undefined;
     return new command.remote.Command(
       name,
       {
-        connection: this.connection(a.host),
+        connection: this.connection(target),
         create: pulumi.output(a.script).apply(wrap),
         ...(a.deleteScript !== undefined
-          ? { delete: pulumi.output(a.deleteScript).apply((b) => wrapScript({ host: a.host.name, step: `${a.step} (delete)`, user: a.host.user, body: b })) }
+          ? { delete: pulumi.output(a.deleteScript).apply((b) => wrapScript({ host: a.host.name, step: `${label} (delete)`, user: target.user, body: b })) }
           : {}),
         ...(stdin ? { stdin, logging: "stderr" as const } : {}),
         addPreviousOutputInEnv: false,

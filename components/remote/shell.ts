@@ -95,6 +95,12 @@ hakube_apt_install() {
 }`,
   hakube_changed: `# hakube_changed: true when this run changed any managed file
 hakube_changed() { [ "\${#HAKUBE_CHANGED[@]}" -gt 0 ]; }`,
+  hakube_changed_any: `# hakube_changed_any PATH...: true when this run changed one of these files
+hakube_changed_any() {
+  local c p
+  for c in "\${HAKUBE_CHANGED[@]}"; do for p in "$@"; do [ "$c" = "$p" ] && return 0; done; done
+  return 1
+}`,
 };
 
 /** Which helpers a body uses (helpers may use each other). */

@@ -60,6 +60,7 @@ export const TOKENS = {
   locallySignedCert: "tls:index/locallySignedCert:LocallySignedCert",
   randomString: "random:index/randomString:RandomString",
   command: "command:remote:Command",
+  stackReference: "pulumi:pulumi:StackReference",
 } as const;
 
 /** Outputs the real providers mark secret (additionalSecretOutputs, ignored by the mock monitor). */
@@ -70,6 +71,8 @@ const SECRET_OUTPUTS: Record<string, string[]> = {
 export interface HarnessOptions {
   executor?: CommandExecutor;
   state?: ResourceState;
+  /** Outputs of other stacks for `new pulumi.StackReference(name)`: name → outputs; secret ones listed in `secret`. */
+  stackReferences?: Record<string, { outputs: Record<string, unknown>; secret?: string[] }>;
 }
 
 export interface Harness {
@@ -84,13 +87,18 @@ export interface Harness {
   state: ResourceState;
 }
 
+/** The name part of a URN (`urn:pulumi:stack::project::type::name`). */
+export function urnName(urn: string): string {
+  return urn.slice(urn.lastIndexOf("::") + 2);
+}
+
 export function createHarness(opts: HarnessOptions = {}): Harness {
   const registrations: Registration[] = [];
   const state: ResourceState = opts.state ?? new Map();
   const executor = opts.executor ?? recordOnly;
   const t0 = Date.now();
+  /** type::name → parent and dependency names, captured from the RegisterResource request before the mock sees it */
   const requests = new Map<string, { parent: string; dependencies: string[] }>();
-  const nameOfUrn = (urn: string) => urn.slice(urn.lastIndexOf("::") + 2);
 
   async function realize(type: string, name: string, inputs: any): Promise<Record<string, unknown>> {
     switch (type) {
@@ -106,6 +114,11 @@ export function createHarness(opts: HarnessOptions = {}): Harness {
         return { result: randomString(inputs) };
       case TOKENS.command:
         return executor({ name, inputs });
+      case TOKENS.stackReference: {
+        const ref = opts.stackReferences?.[inputs.name];
+        if (!ref) throw new Error(`harness: no stack reference ${inputs.name}`);
+        return { name: inputs.name, outputs: ref.outputs, secretOutputNames: ref.secret ?? [] };
+      }
       default:
         throw new Error(`harness: no realizer for ${type}`);
     }
@@ -161,7 +174,7 @@ export function createHarness(opts: HarnessOptions = {}): Harness {
     monitor.registerResource = (req: any, cb: unknown) => {
       const deps = new Set<string>([...req.getDependenciesList()]);
       req.getPropertydependenciesMap().forEach((v: any) => v.getUrnsList().forEach((u: string) => deps.add(u)));
-      requests.set(`${req.getType()}::${req.getName()}`, { parent: req.getParent(), dependencies: [...deps].map(nameOfUrn).sort() });
+      requests.set(`${req.getType()}::${req.getName()}`, { parent: req.getParent(), dependencies: [...deps].map(urnName).sort() });
       return original(req, cb);
     };
     monitor.__hakubeAttached = true;

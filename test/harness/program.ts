@@ -47,6 +47,10 @@ export interface RunOptions extends HarnessOptions {
   secretKeys?: string[];
   /** apply Pulumi.yaml defaults first (as the CLI does); default true */
   withProjectDefaults?: boolean;
+  /** the program module, relative to the repository root (default `index`, this program) */
+  module?: string;
+  /** the project name the mocks report (default `hakube`) */
+  project?: string;
 }
 
 export interface RunResult {
@@ -75,7 +79,7 @@ export async function evaluateProgram(config: StackConfig, opts: RunOptions = {}
   const secretKeys = (opts.secretKeys ?? ["sshPrivateKey"]).map((k) => (k.includes(":") ? k : `${PROJECT}:${k}`));
   const cli = { ...(opts.withProjectDefaults === false ? {} : toCliConfig(projectDefaults())), ...toCliConfig(config) };
   pulumi.runtime.setAllConfig(cli, secretKeys);
-  await pulumi.runtime.setMocks(harness.mocks, PROJECT, opts.stack ?? "dev");
+  await pulumi.runtime.setMocks(harness.mocks, opts.project ?? PROJECT, opts.stack ?? "dev");
   harness.attach();
   const warnings: string[] = [];
   const log = pulumi.log as { warn: (m: string) => Promise<void> };
@@ -84,7 +88,10 @@ export async function evaluateProgram(config: StackConfig, opts: RunOptions = {}
     warnings.push(m);
   };
   try {
-    const outputs = (await import("../../index")) as Record<string, unknown>;
+    const mod = (await import(path.join(ROOT, opts.module ?? "index"))) as Record<string, unknown>;
+    // a program whose module is a function (`export = async () => {…}`): Pulumi awaits it; its result are the outputs
+    const main = typeof mod === "function" ? mod : typeof mod.default === "function" && Object.keys(mod).every((k) => k === "default" || k === "module.exports") ? mod.default : undefined;
+    const outputs = main ? ((await (main as () => Promise<Record<string, unknown>>)()) ?? {}) : mod;
     await settle();
     return { harness, outputs, warnings };
   } catch (e) {

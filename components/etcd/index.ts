@@ -1,0 +1,170 @@
+/**
+ * `EtcdCluster` (hakube:etcd:EtcdCluster): the external etcd cluster the control planes use —
+ * per-member certificates from the etcd CA, installation, configuration and a systemd unit on
+ * every member host, rolling restarts when something changed, and a health gate. Wiring only:
+ * the files and scripts come from `render.ts`. Design and host layout: docs/etcd.md.
+ */
+import type * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import type { EncryptionAlgorithm, EtcdSpec, HostSpec } from "../config/spec";
+import { issueCertificate, type CertPair } from "../pki";
+import type { Hosts } from "../remote";
+import {
+  clientUrl,
+  memberStamp,
+  renderConfig,
+  renderHealthGateScript,
+  renderInstallScript,
+  renderMemberDeleteScript,
+  renderMemberScript,
+  renderUnit,
+  type EtcdMember,
+} from "./render";
+
+export { clientUrl, peerUrl, initialCluster, initialClusterToken, DEFAULT_PATHS, PKI_FILES } from "./render";
+
+export interface EtcdClusterArgs {
+  /** Runs the steps (and each host's preflight). */
+  hosts: Hosts;
+  /** The hosts with role etcd, in host order (they may also have other roles). */
+  members: HostSpec[];
+  /** The etcd CA (ClusterPki.etcdCa). */
+  ca: CertPair;
+  /** Key algorithm for every certificate issued here. */
+  algorithm: EncryptionAlgorithm;
+  etcd: EtcdSpec;
+  clusterName: string;
+}
+
+export class EtcdCluster extends pulumi.ComponentResource {
+  /** `https://<internalAddress>:2379` of every member, in host order. */
+  readonly endpoints: string[];
+  /** The etcd CA certificate (trust anchor for etcd clients). */
+  readonly caCertPem: pulumi.Output<string>;
+  /** Client certificate for kube-apiserver (`apiserver-etcd-client`). */
+  readonly apiserverClient: CertPair;
+  readonly apiserverClientCertPem: pulumi.Output<string>;
+  /** Secret. */
+  readonly apiserverClientKeyPem: pulumi.Output<string>;
+  /** Every member joined and healthy: control-plane work depends on it. */
+  readonly healthGate: pulumi.Resource;
+  /** The member step of each host (by host name), in host order. */
+  readonly memberSteps: Record<string, command.remote.Command>;
+
+  constructor(name: string, args: EtcdClusterArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hakube:etcd:EtcdCluster", name, {}, opts);
+    const { hosts, etcd, clusterName, algorithm } = args;
+    if (args.members.length === 0) throw new Error("hakube: etcd: no host has role etcd");
+    const members: EtcdMember[] = args.members.map((h) => ({ name: h.name, internalAddress: h.internalAddress }));
+
+    // Cluster-wide client certificates.
+    const healthcheck = issueCertificate(
+      `${name}-healthcheck-client`,
+      { ca: args.ca, algorithm, commonName: "kube-etcd-healthcheck-client", usages: ["client_auth"] },
+      this,
+    );
+    this.apiserverClient = issueCertificate(
+      `${name}-apiserver-etcd-client`,
+      { ca: args.ca, algorithm, commonName: "kube-apiserver-etcd-client", usages: ["client_auth"] },
+      this,
+    );
+
+    // Per-member server and peer certificates, recorded for the host's clock check before any step.
+    const certs = new Map<string, { server: CertPair; peer: CertPair }>();
+    for (const h of args.members) {
+      const server = issueCertificate(
+        `${name}-server-${h.name}`,
+        {
+          ca: args.ca,
+          algorithm,
+          commonName: h.name,
+          dnsNames: [h.name, "localhost"],
+          ipAddresses: [h.internalAddress, "127.0.0.1"],
+          usages: ["server_auth", "client_auth"],
+        },
+        this,
+      );
+      const peer = issueCertificate(
+        `${name}-peer-${h.name}`,
+        {
+          ca: args.ca,
+          algorithm,
+          commonName: h.name,
+          dnsNames: [h.name],
+          ipAddresses: [h.internalAddress],
+          usages: ["server_auth", "client_auth"],
+        },
+        this,
+      );
+      certs.set(h.name, { server, peer });
+      // etcd on this host verifies all of them (the client certificates too) against its clock.
+      for (const c of [server, peer, healthcheck, this.apiserverClient]) hosts.certificateIssued(h, c.validityStartTime);
+    }
+
+    // Install (in parallel), then the member steps chained in host order: one restart at a time.
+    const installScript = renderInstallScript({ etcd });
+    const stamps: pulumi.Output<string>[] = [];
+    const memberSteps: Record<string, command.remote.Command> = {};
+    let previous: command.remote.Command | undefined;
+    for (const h of args.members) {
+      const member = members.find((m) => m.name === h.name)!;
+      const install = hosts.step(this, name, { host: h, step: "install", script: installScript });
+      const { server, peer } = certs.get(h.name)!;
+      const config = renderConfig({ member, members, clusterName, dataDir: etcd.dataDir });
+      const unit = renderUnit({ member: h.name, clusterName, source: etcd.source, version: etcd.version });
+      const owner = `${name}-member-${h.name}`;
+      const rendered = pulumi
+        .all([args.ca.certPem, server.certPem, peer.certPem, healthcheck.certPem])
+        .apply(([caCertPem, serverCertPem, peerCertPem, healthcheckCertPem]) => {
+          const stamp = memberStamp({ config, unit, caCertPem, serverCertPem, peerCertPem, healthcheckCertPem, source: etcd.source, version: etcd.version });
+          const script = renderMemberScript({
+            member,
+            members,
+            clusterName,
+            dataDir: etcd.dataDir,
+            owner,
+            config,
+            unit,
+            caCertPem,
+            serverCertPem,
+            peerCertPem,
+            healthcheckCertPem,
+            stamp,
+            version: etcd.version,
+          });
+          return { stamp, script };
+        });
+      stamps.push(rendered.stamp);
+      const step = hosts.step(this, name, {
+        host: h,
+        step: "member",
+        script: rendered.script,
+        secrets: [server.keyPem, peer.keyPem, healthcheck.keyPem],
+        deleteScript: renderMemberDeleteScript({ owner, dataDir: etcd.dataDir }),
+        dependsOn: [install, ...(previous ? [previous] : [])],
+      });
+      memberSteps[h.name] = step;
+      previous = step;
+    }
+    this.memberSteps = memberSteps;
+
+    // The gate: on the first member (host order), after every member step.
+    const gateHost = args.members[0];
+    const gateScript = pulumi.all(stamps).apply((s) =>
+      renderHealthGateScript({ members, clusterName, stamps: Object.fromEntries(members.map((m, i) => [m.name, s[i]])) }),
+    );
+    this.healthGate = hosts.step(this, name, { host: gateHost, step: "health", script: gateScript, dependsOn: Object.values(memberSteps) });
+
+    this.endpoints = members.map(clientUrl);
+    this.caCertPem = args.ca.certPem;
+    this.apiserverClientCertPem = this.apiserverClient.certPem;
+    this.apiserverClientKeyPem = pulumi.secret(this.apiserverClient.keyPem);
+
+    this.registerOutputs({
+      endpoints: this.endpoints,
+      caCertPem: this.caCertPem,
+      apiserverClientCertPem: this.apiserverClientCertPem,
+      apiserverClientKeyPem: this.apiserverClientKeyPem,
+    });
+  }
+}
