@@ -330,6 +330,25 @@ export function etcdctl(creds: EtcdCreds, endpoints: string[], args: string[], o
   return { exitCode: r.status, stdout: r.stdout ?? "", stderr: (r.stderr ?? "") + (r.error ? String(r.error) : "") };
 }
 
+export interface EtcdEndpointStatus {
+  endpoint: string;
+  memberId: string;
+  leader: string;
+  clusterId: string;
+}
+/** `etcdctl endpoint status` of every endpoint (IDs are uint64: kept as strings). */
+export function etcdStatus(creds: EtcdCreds, endpoints: string[]): EtcdEndpointStatus[] {
+  const r = etcdctl(creds, endpoints, ["endpoint", "status", "-w", "json"]);
+  if (r.exitCode !== 0) throw new Error(`etcdctl endpoint status: exit ${r.exitCode}: ${r.stderr.trim().slice(-500)}`);
+  let parsed: { Endpoint: string; Status: { header: { member_id: string; cluster_id: string }; leader: string } }[];
+  try {
+    parsed = JSON.parse(r.stdout.replace(/([:\[,]\s*)(\d{15,})/g, '$1"$2"'));
+  } catch (e) {
+    throw new Error(`etcdctl endpoint status: ${(e as Error).message}: ${r.stdout.slice(0, 300)} ${r.stderr.slice(0, 300)}`);
+  }
+  return parsed.map((x) => ({ endpoint: x.Endpoint, memberId: String(x.Status.header.member_id), leader: String(x.Status.leader), clusterId: String(x.Status.header.cluster_id) }));
+}
+
 /**
  * etcd's JSON gateway (`POST /v3/kv/put`) over one kept-alive mutual-TLS connection: a write's
  * latency without a process start or a TLS handshake per write.

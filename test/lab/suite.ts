@@ -32,6 +32,7 @@ import {
   EtcdCreds,
   EtcdHttp,
   etcdctl,
+  etcdStatus,
   holders,
   labPrerequisites,
   labRun,
@@ -54,6 +55,7 @@ export type Engine = "haproxy" | "nginx";
 const ENGINES = (process.env.HAKUBE_LAB_ENGINES ?? "haproxy,nginx").split(",").map((s) => s.trim());
 const COMPONENTS = process.env.HAKUBE_LAB_COMPONENTS?.split(",").map((s) => s.trim()) ?? DEFAULT_COMPONENTS;
 const KEEP = process.env.HAKUBE_LAB_KEEP === "1";
+const REUSE = process.env.HAKUBE_LAB_REUSE === "1";
 const SOAK = process.env.HAKUBE_LAB_SOAK === "1";
 const SOAK_MINUTES = Number(process.env.HAKUBE_LAB_SOAK_MINUTES ?? 10);
 
@@ -99,7 +101,8 @@ export function labSuite(engine: Engine): void {
 
     beforeAll(async () => {
       // Fresh hosts for every engine: the checks below assume nothing but this deploy touched them.
-      const down = await labRun(["down"]);
+      // (HAKUBE_LAB_REUSE=1, for working on the suite: keep running hosts; deploys are idempotent.)
+      const down = REUSE ? { ms: 0 } : await labRun(["down"]);
       const up = await labRun(["up"]);
       const upLine = /whole up ([\d.]+) s \(image (\d+) s\)/.exec(up.stderr);
       report.set("lab", { downMs: round(down.ms), upMs: round(up.ms), upReported: upLine ? `${upLine[1]} s (image ${upLine[2]} s)` : undefined });
@@ -181,11 +184,11 @@ export function labSuite(engine: Engine): void {
         const members = JSON.parse(m.stdout).members as { name: string; clientURLs: string[] }[];
         expect(members.map((x) => x.name).sort()).toEqual([...etcdNames].sort());
         expect(members.flatMap((x) => x.clientURLs).sort()).toEqual([...endpoints].sort());
-        const st = etcdctl(creds!, endpoints, ["endpoint", "status", "-w", "json"]);
-        expect(st.exitCode, st.stderr).toBe(0);
-        const status = JSON.parse(st.stdout) as { Status: { header: { cluster_id: string; member_id: string }; leader: string } }[];
-        expect(new Set(status.map((x) => String(x.Status.header.cluster_id))).size).toBe(1);
-        expect(new Set(status.map((x) => String(x.Status.leader))).size).toBe(1);
+        const status = etcdStatus(creds!, endpoints);
+        expect(status).toHaveLength(endpoints.length);
+        expect(new Set(status.map((x) => x.clusterId)).size).toBe(1);
+        expect(new Set(status.map((x) => x.leader)).size).toBe(1);
+        expect(status.map((x) => x.memberId)).toContain(status[0].leader);
       });
 
       it("refuses a client without a certificate, and one with a certificate from another CA (the Kubernetes CA's admin)", () => {
@@ -487,8 +490,7 @@ export function labSuite(engine: Engine): void {
       }, 180_000);
 
       it("crash of an etcd follower: writes keep succeeding; the member rejoins after `lab start` and the cluster is healthy", async () => {
-        const st = JSON.parse(etcdctl(creds!, endpoints, ["endpoint", "status", "-w", "json"]).stdout) as { Endpoint: string; Status: { header: { member_id: string }; leader: string } }[];
-        const leaderEp = st.find((x) => String(x.Status.header.member_id) === String(x.Status.leader))!.Endpoint;
+        const leaderEp = etcdStatus(creds!, endpoints).find((x) => x.memberId === x.leader)!.endpoint;
         const victimEp = [...endpoints].reverse().find((e) => e !== leaderEp)!;
         const victim = withRole(topo, "etcd").find((h) => victimEp.includes(`//${h.address}:`))!.name;
         const writer = new EtcdHttp(leaderEp, { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
@@ -548,8 +550,7 @@ export function labSuite(engine: Engine): void {
       }, 180_000);
 
       it("crash of the etcd leader: a new leader takes writes within 15 s; the old one rejoins", async () => {
-        const st = JSON.parse(etcdctl(creds!, endpoints, ["endpoint", "status", "-w", "json"]).stdout) as { Endpoint: string; Status: { header: { member_id: string }; leader: string } }[];
-        const leaderEp = st.find((x) => String(x.Status.header.member_id) === String(x.Status.leader))!.Endpoint;
+        const leaderEp = etcdStatus(creds!, endpoints).find((x) => x.memberId === x.leader)!.endpoint;
         const leader = withRole(topo, "etcd").find((h) => leaderEp.includes(`//${h.address}:`))!.name;
         const viaEp = endpoints.find((e) => e !== leaderEp)!;
         const writer = new EtcdHttp(viaEp, { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
