@@ -110,7 +110,11 @@ export function collectSecrets(registrations: Registration[], sshPrivateKey: str
   };
   const bodyLines = (pem: string) => String(pem).split("\n").filter((l) => l.length >= 16 && !l.startsWith("-----"));
   for (const r of registrations.filter((x) => x.type === TOKENS.privateKey && x.outputs)) {
-    for (const f of ["privateKeyPem", "privateKeyPemPkcs8", "privateKeyOpenssh"]) for (const l of bodyLines(r.outputs[f] ?? "")) add(l, `${r.name}.${f}`);
+    // a private key's encoding carries its public key too (an EC key's last PEM line can be
+    // nothing but public bytes, found again in the public key's PEM): such lines are not secret
+    const pub = `${r.outputs.publicKeyPem ?? ""}\n${r.outputs.publicKeyOpenssh ?? ""}`.replace(/\n/g, "");
+    for (const f of ["privateKeyPem", "privateKeyPemPkcs8", "privateKeyOpenssh"])
+      for (const l of bodyLines(r.outputs[f] ?? "")) if (!pub.includes(l)) add(l, `${r.name}.${f}`);
   }
   for (const r of registrations.filter((x) => x.type === TOKENS.randomString && x.outputs && /secret|password/.test(x.name))) add(r.outputs.result, r.name);
   add(token, "bootstrap token");

@@ -30,7 +30,7 @@ import { DEFAULT_COMPONENTS, deployLab, type LabDeployResult } from "./deploy";
 import {
   connections,
   EtcdCreds,
-  EtcdHttp,
+  EtcdKv,
   etcdctl,
   etcdStatus,
   holders,
@@ -493,7 +493,7 @@ export function labSuite(engine: Engine): void {
         const leaderEp = etcdStatus(creds!, endpoints).find((x) => x.memberId === x.leader)!.endpoint;
         const victimEp = [...endpoints].reverse().find((e) => e !== leaderEp)!;
         const victim = withRole(topo, "etcd").find((h) => victimEp.includes(`//${h.address}:`))!.name;
-        const writer = new EtcdHttp(leaderEp, { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
+        const writer = new EtcdKv(leaderEp, { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
         try {
           const base: number[] = [];
           for (let i = 0; i < 30; i++) base.push(await writer.put(`e2e/baseline/${i}`, String(i)));
@@ -515,7 +515,7 @@ export function labSuite(engine: Engine): void {
           const tStart = now();
           const started = await labRun(["start", victim]);
           const healthy = await waitFor(`${victim} healthy`, () => etcdctl(creds!, [victimEp], ["endpoint", "health"], { timeoutS: 2 }).exitCode === 0, 60_000, 100);
-          const own = new EtcdHttp(victimEp, { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
+          const own = new EtcdKv(victimEp, { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
           let caught;
           try {
             caught = await waitFor(`${victim} has the data written while it was down`, async () => (await own.getLocal("e2e/while-down/marker")) === marker, 30_000, 100);
@@ -553,7 +553,7 @@ export function labSuite(engine: Engine): void {
         const leaderEp = etcdStatus(creds!, endpoints).find((x) => x.memberId === x.leader)!.endpoint;
         const leader = withRole(topo, "etcd").find((h) => leaderEp.includes(`//${h.address}:`))!.name;
         const viaEp = endpoints.find((e) => e !== leaderEp)!;
-        const writer = new EtcdHttp(viaEp, { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
+        const writer = new EtcdKv(viaEp, { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
         try {
           await writer.put("e2e/leader/before", "x");
           const tCmd = now();
