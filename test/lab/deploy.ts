@@ -10,13 +10,15 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { TOKENS, type Registration, type ResourceState } from "../harness/mocks";
+import { TOKENS, type CommandExecutor, type Registration, type ResourceState } from "../harness/mocks";
 import { evaluateProgram, readStackFile, valueOf, type RunOptions, type RunResult, type StackConfig } from "../harness/program";
 import { sshExecutor, type Execution } from "../harness/ssh";
 
 export const LAB_DIR = process.env.HAKUBE_LAB_DIR ?? "/var/lib/hakube-lab";
 /** Components whose commands run for real in the lab (control plane and workers need the Kubernetes binaries). */
 export const DEFAULT_COMPONENTS = ["hosts", "etcd", "lb"];
+/** After a command failed: how long no command may run before the deploy is declared over. */
+const FAILURE_GRACE_MS = 2000;
 
 export interface LabDeployOptions {
   labDir?: string;
@@ -151,11 +153,37 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
       if (kind === "end") log(`  ${e.error ? "FAIL" : "ok  "} ${String(((e.endMs ?? 0) - (e.startMs ?? 0)) / 1000).padStart(6)}s ${e.name}`);
     },
   });
+  // A failed command's dependents never register, so the evaluation may never settle: once a
+  // command failed and no command has run for a while, the deploy is over (as `pulumi up` ends).
+  const failed: string[] = [];
+  let inFlight = 0;
+  let onIdle = () => {};
+  const stopped = new Promise<"stopped">((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    onIdle = () => {
+      clearTimeout(timer);
+      if (failed.length && inFlight === 0) timer = setTimeout(() => inFlight === 0 && resolve("stopped"), FAILURE_GRACE_MS);
+    };
+  });
+  const executor: CommandExecutor = async (c) => {
+    inFlight++;
+    try {
+      return await ssh.executor(c);
+    } catch (e) {
+      failed.push((e as Error).message);
+      throw e;
+    } finally {
+      inFlight--;
+      onIdle();
+    }
+  };
   const t0 = Date.now();
   const evaluate = o.evaluate ?? evaluateProgram;
-  const result = await evaluate(config, { state, executor: ssh.executor });
+  const outcome = await Promise.race([evaluate(config, { state, executor }), stopped]);
   const wallMs = Date.now() - t0;
   if (!o.state) saveState(statePath, state, generation);
+  if (outcome === "stopped") throw new Error(`deploy failed (${failed.length} command(s); their dependents did not run):\n${failed.map((f) => `  ${f}`).join("\n")}`);
+  const result = outcome;
   if (result.error) throw result.error;
   const failures = result.harness.failures();
   if (failures.length) {
@@ -231,6 +259,9 @@ async function main() {
 }
 
 if (require.main === module) {
+  // A failed command rejects its resource's promises inside the Pulumi runtime; the harness
+  // records the failure and the deploy reports every one of them at the end (as `pulumi up` does).
+  process.on("unhandledRejection", () => undefined);
   main().catch((e) => {
     console.error(e instanceof Error ? e.message : e);
     process.exit(1);

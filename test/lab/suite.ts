@@ -8,8 +8,9 @@
  * default hosts,etcd,lb); HAKUBE_LAB_SOAK=1 (+ HAKUBE_LAB_SOAK_MINUTES, default 10) adds the soak.
  */
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TOKENS, type Registration } from "../harness/mocks";
+import { TOKENS, type Registration, type ResourceState } from "../harness/mocks";
 import { readStackFile, runProgram, valueOf } from "../harness/program";
 import type { Execution, SshTarget } from "../harness/ssh";
 import {
@@ -26,7 +27,7 @@ import {
   type Secrets,
   type Snapshot,
 } from "./checks";
-import { DEFAULT_COMPONENTS, deployLab, type LabDeployResult } from "./deploy";
+import { DEFAULT_COMPONENTS, deployLab, labGeneration, type LabDeployResult } from "./deploy";
 import {
   connections,
   EtcdCreds,
@@ -34,6 +35,7 @@ import {
   etcdctl,
   etcdStatus,
   holders,
+  LAB_DIR,
   labPrerequisites,
   labRun,
   now,
@@ -115,13 +117,26 @@ export function labSuite(engine: Engine): void {
       const base = readStackFile("Pulumi.dev.yaml")["hakube:loadBalancer"] as Record<string, unknown>;
       port = Number(base.port ?? 6443);
       const log: string[] = [];
+      // REUSE: the same keys and certificates as the last run on these hosts (a new etcd CA would
+      // be refused by the running members), every command run again.
+      const reuseFile = path.join(LAB_DIR, "state", `e2e-${engine}.json`);
+      const generation = labGeneration(LAB_DIR, topo.hosts.map((h) => h.name));
+      const state: ResourceState = new Map();
+      if (REUSE && fs.existsSync(reuseFile)) {
+        const saved = JSON.parse(fs.readFileSync(reuseFile, "utf8")) as { generation: string; state: Record<string, Record<string, unknown>> };
+        if (saved.generation === generation) for (const [k, v] of Object.entries(saved.state)) if (!k.startsWith(`${TOKENS.command}::`)) state.set(k, v);
+      }
       d = await deployLab({
         overrides: { "hakube:loadBalancer": { ...base, engine } },
         components: COMPONENTS,
-        statePath: false,
+        state,
         evaluate: runProgram,
         log: (l) => log.push(l),
       });
+      if (REUSE) {
+        fs.mkdirSync(path.dirname(reuseFile), { recursive: true, mode: 0o700 });
+        fs.writeFileSync(reuseFile, JSON.stringify({ generation, state: Object.fromEntries(d.state) }), { mode: 0o600 });
+      }
       const f = d.figures;
       report.set("deploy", {
         components: COMPONENTS,
