@@ -670,8 +670,10 @@ esac
 hakube_dir ${shq(p.stateDir)} 0755 root root
 # the check script: root-owned and not writable by others (enable_script_security), run as ${r.scriptUser}
 ${putLines(p.checkScript, "0755", renderCheckScript(r))}
-# keepalived restarts itself after a crash (the distribution's unit does not)
-${dropIn("keepalived", "1s")}
+# keepalived restarts itself after a crash (the distribution's unit does not), and at boot waits
+# (at most 30 s) for this host's address: started before the interface has it (network-online.target
+# does not always wait for it), keepalived cannot bind the VRRP source and stays in FAULT for good
+${dropIn("keepalived", "1s", [`ExecStartPre=-/usr/bin/timeout 30 /bin/sh -c 'until ip -4 -o addr show dev ${r.interface} | grep -q " ${self.internalAddress}/"; do sleep 0.2; done'`])}
 
 candidate=$(mktemp ${shq(`${dir}/.hakube-candidate.XXXXXX`)})
 trap 'rm -f "$candidate"' EXIT
@@ -688,10 +690,10 @@ lb_stamp ${shq(stamp)} "$want"
 `;
 }
 
-/** A systemd drop-in that restarts SERVICE after a crash; daemon-reload only when it changed. */
-function dropIn(service: string, restartSec: string): string {
+/** A systemd drop-in that restarts SERVICE after a crash (+ extra [Service] lines); daemon-reload only when it changed. */
+function dropIn(service: string, restartSec: string, extra: string[] = []): string {
   return `n=\${#HAKUBE_CHANGED[@]}
-${putLines(`/etc/systemd/system/${service}.service.d/hakube.conf`, "0644", `[Service]\nRestart=on-failure\nRestartSec=${restartSec}\n`)}
+${putLines(`/etc/systemd/system/${service}.service.d/hakube.conf`, "0644", ["[Service]", "Restart=on-failure", `RestartSec=${restartSec}`, ...extra, ""].join("\n"))}
 [ "\${#HAKUBE_CHANGED[@]}" -eq "$n" ] || systemctl daemon-reload`;
 }
 
