@@ -40,6 +40,11 @@ done
 echo "cursor $(journalctl -n 1 --show-cursor -q -o cat --no-pager 2>/dev/null | sed -n 's/^-- cursor: //p')"
 `;
 
+/** The host's journal cursor now (to read only what comes after). */
+export async function journalCursor(t: SshTarget): Promise<string> {
+  return (await onHostOk(t, "journalctl -n 1 --show-cursor -q -o cat --no-pager | sed -n 's/^-- cursor: //p'")).trim();
+}
+
 export interface Snapshot {
   files: string[];
   services: string[];
@@ -181,12 +186,12 @@ export async function validators(t: SshTarget, engine: string): Promise<Record<s
   return out;
 }
 
-/** keepalived's last VRRP state (from its journal) and the rendered config's state/nopreempt lines. */
-export async function keepalivedState(t: SshTarget): Promise<{ state?: string; configState?: string; nopreempt: boolean; active: string }> {
+/** keepalived's last VRRP state (from its journal in this boot, after a cursor) and the rendered config's state/nopreempt lines. */
+export async function keepalivedState(t: SshTarget, afterCursor?: string): Promise<{ state?: string; configState?: string; nopreempt: boolean; active: string }> {
   const out = await onHostOk(
     t,
     `echo "active $(systemctl is-active keepalived || true)"
-journalctl -u keepalived -o cat --no-pager | grep -oE 'Entering (MASTER|BACKUP|FAULT) STATE' | tail -1 | sed 's/^/last /' || true
+journalctl -b -u keepalived -o cat --no-pager ${afterCursor ? `--after-cursor='${afterCursor}'` : ""} | grep -oE 'Entering (MASTER|BACKUP|FAULT) STATE' | tail -1 | sed 's/^/last /' || true
 grep -E '^\\s*(state|nopreempt)\\b' /etc/keepalived/keepalived.conf | sed 's/^\\s*/conf /' || true`,
   );
   const last = /^last Entering (\w+) STATE/m.exec(out)?.[1];

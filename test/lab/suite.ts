@@ -17,6 +17,7 @@ import {
   CHANGE_LINE,
   collectSecrets,
   diffLines,
+  journalCursor,
   KEY_FILE,
   keepalivedState,
   rerunAll,
@@ -36,6 +37,7 @@ import {
   etcdStatus,
   holders,
   LAB_DIR,
+  labIsUp,
   labPrerequisites,
   labRun,
   now,
@@ -103,8 +105,13 @@ export function labSuite(engine: Engine): void {
 
     beforeAll(async () => {
       // Fresh hosts for every engine: the checks below assume nothing but this deploy touched them.
-      // (HAKUBE_LAB_REUSE=1, for working on the suite: keep running hosts; deploys are idempotent.)
-      const down = REUSE ? { ms: 0 } : await labRun(["down"]);
+      // HAKUBE_LAB_REUSE=1 (for working on the suite) keeps the hosts of the last REUSE run of this
+      // engine, with the same keys and certificates (a new etcd CA would be refused by the running
+      // members); every command runs again.
+      const reuseFile = path.join(LAB_DIR, "state", `e2e-${engine}.json`);
+      const saved = REUSE && fs.existsSync(reuseFile) ? (JSON.parse(fs.readFileSync(reuseFile, "utf8")) as { generation: string; state: Record<string, Record<string, unknown>> }) : undefined;
+      const reusable = saved !== undefined && (await labIsUp()) && saved.generation === labGeneration(LAB_DIR, topology().hosts.map((h) => h.name));
+      const down = reusable ? { ms: 0 } : await labRun(["down"]);
       const up = await labRun(["up"]);
       const upLine = /whole up ([\d.]+) s \(image (\d+) s\)/.exec(up.stderr);
       report.set("lab", { downMs: round(down.ms), upMs: round(up.ms), upReported: upLine ? `${upLine[1]} s (image ${upLine[2]} s)` : undefined });
@@ -117,15 +124,9 @@ export function labSuite(engine: Engine): void {
       const base = readStackFile("Pulumi.dev.yaml")["hakube:loadBalancer"] as Record<string, unknown>;
       port = Number(base.port ?? 6443);
       const log: string[] = [];
-      // REUSE: the same keys and certificates as the last run on these hosts (a new etcd CA would
-      // be refused by the running members), every command run again.
-      const reuseFile = path.join(LAB_DIR, "state", `e2e-${engine}.json`);
       const generation = labGeneration(LAB_DIR, topo.hosts.map((h) => h.name));
       const state: ResourceState = new Map();
-      if (REUSE && fs.existsSync(reuseFile)) {
-        const saved = JSON.parse(fs.readFileSync(reuseFile, "utf8")) as { generation: string; state: Record<string, Record<string, unknown>> };
-        if (saved.generation === generation) for (const [k, v] of Object.entries(saved.state)) if (!k.startsWith(`${TOKENS.command}::`)) state.set(k, v);
-      }
+      if (reusable) for (const [k, v] of Object.entries(saved.state)) if (!k.startsWith(`${TOKENS.command}::`)) state.set(k, v);
       d = await deployLab({
         overrides: { "hakube:loadBalancer": { ...base, engine } },
         components: COMPONENTS,
@@ -206,20 +207,30 @@ export function labSuite(engine: Engine): void {
         expect(status.map((x) => x.memberId)).toContain(status[0].leader);
       });
 
-      it("refuses a client without a certificate, and one with a certificate from another CA (the Kubernetes CA's admin)", () => {
-        const anon = etcdctl(creds!, endpoints, ["endpoint", "health"], { anonymous: true, timeoutS: 3 });
+      it("refuses a client without a certificate, and one with a certificate from another CA (the Kubernetes CA's admin)", async () => {
+        const anon = etcdctl(creds!, endpoints, ["endpoint", "health"], { anonymous: true, timeoutS: 2 });
         expect(anon.exitCode).not.toBe(0);
         expect(anon.stdout + anon.stderr).not.toMatch(/is healthy/);
-        const anonPut = etcdctl(creds!, [endpoints[0]], ["put", "e2e/anonymous", "x"], { anonymous: true, timeoutS: 3 });
-        expect(anonPut.exitCode).not.toBe(0);
-        const other = new EtcdCreds({ caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("pki-admin-cert").certPem, keyPem: reg("pki-admin-key").privateKeyPem });
-        try {
-          const r = etcdctl(other, [endpoints[0]], ["put", "e2e/other-ca", "x"], { timeoutS: 3 });
-          expect(r.exitCode).not.toBe(0);
-          report.set("etcdRefusals", { anonymous: (anon.stderr.split("\n").find((l) => /error|fail/i.test(l)) ?? "").slice(0, 200), otherCa: (r.stderr.split("\n").find((l) => /error|fail/i.test(l)) ?? "").slice(0, 200) });
-        } finally {
-          other.dispose();
-        }
+        const ca = reg("pki-etcd-ca-cert").certPem as string;
+        const refusal = async (c: { caCertPem: string; certPem?: string; keyPem?: string }) => {
+          const kv = new EtcdKv(endpoints[0], c);
+          try {
+            await kv.put("e2e/refused", "x", 3000);
+            return undefined;
+          } catch (e) {
+            return (e as Error).message;
+          } finally {
+            kv.close();
+          }
+        };
+        const anonymous = await refusal({ caCertPem: ca });
+        const otherCa = await refusal({ caCertPem: ca, certPem: reg("pki-admin-cert").certPem, keyPem: reg("pki-admin-key").privateKeyPem });
+        report.set("etcdRefusals", { anonymous: anonymous?.match(/[^:]*bad certificate|tls: [a-z ]+/)?.[0] ?? anonymous, otherCa: otherCa?.match(/[^:]*bad certificate|tls: [a-z ]+/)?.[0] ?? otherCa });
+        expect(anonymous, "a write without a client certificate").toMatch(/certificate/);
+        expect(otherCa, "a write with a certificate from the Kubernetes CA").toMatch(/certificate/);
+        const g = etcdctl(creds!, [endpoints[0]], ["get", "e2e/refused", "--print-value-only"]);
+        expect(g.exitCode, g.stderr).toBe(0);
+        expect(g.stdout.trim(), "no refused write landed").toBe("");
       });
 
       it("replicates: data written through one member is read back from each other member's own copy", async () => {
@@ -503,6 +514,28 @@ export function labSuite(engine: Engine): void {
           if (!plugged) await labRun(["plug", holder], { allowFail: true });
         }
       }, 180_000);
+
+      it("keepalived started before the host has its address (a boot race) waits for it, then joins as BACKUP", async () => {
+        const { holder, other } = await holderPair();
+        const x = (...argv: string[]) => labRun(["exec", other, ...argv], { allowFail: true });
+        const cidr = (await x("ip", "-4", "-o", "addr", "show", "dev", "host0")).stdout.match(/inet (\S+)/)?.[1];
+        expect(cidr, `${other}'s address`).toBeDefined();
+        const cursor = await journalCursor(targets[other]);
+        await x("systemctl", "stop", "keepalived");
+        await x("ip", "addr", "del", cidr!, "dev", "host0");
+        try {
+          await x("systemctl", "start", "--no-block", "keepalived");
+          await sleep(2000);
+          const during = (await x("systemctl", "is-active", "keepalived")).stdout.trim();
+          expect(during, "keepalived waits for the address").toBe("activating");
+        } finally {
+          await x("networkctl", "reconfigure", "host0"); // networkd puts the address (and the route) back
+        }
+        const t = now();
+        await waitFor(`${other}: keepalived BACKUP`, async () => (await keepalivedState(targets[other], cursor)).state === "BACKUP", 30_000, 200);
+        figure("bootRace", { host: other, backupAfterAddressMs: round(now() - t) });
+        expect(await holders(lbs, vip)).toEqual([holder]);
+      }, 120_000);
 
       it("crash of an etcd follower: writes keep succeeding; the member rejoins after `lab start` and the cluster is healthy", async () => {
         const leaderEp = etcdStatus(creds!, endpoints).find((x) => x.memberId === x.leader)!.endpoint;
