@@ -233,3 +233,13 @@ describe("valid shapes", () => {
     expect(r.warnings.join("\n")).toMatch(/strictHostKeys is false and 10 host\(s\) have no hostKey/);
   });
 });
+
+describe("version warnings", () => {
+  it("warns when external etcd is older than kubeadm accepts", async () => {
+    const old = await runProgram(haConfig({ etcd: { source: "apt", version: "3.4.23" } }));
+    expect(old.error).toBeUndefined();
+    expect(old.warnings.join("\n")).toMatch(/hakube:etcd\.version: 3\.4\.23 is older than 3\.5\.24/);
+    const current = await runProgram(haConfig());
+    expect(current.warnings.join("\n")).not.toMatch(/hakube:etcd\.version/);
+  });
+});

@@ -81,6 +81,9 @@ export const LB_HEALTH_PORT = 8404;
 /** kubeadm.k8s.io/v1beta4 (the only kubeadm config API kubeadm ≥ 1.36 reads) exists since Kubernetes 1.31. */
 export const MIN_KUBERNETES_VERSION = "1.31.0";
 
+/** kubeadm's `MinExternalEtcdVersion` (its preflight refuses older external etcd; docs/research.md §9). */
+export const MIN_EXTERNAL_ETCD_VERSION = "3.5.24";
+
 /** A range of containerd versions: `min` ≤ v (< `below` when given). */
 export interface VersionRange {
   min: string;
