@@ -23,11 +23,14 @@ if [ "$(id -u)" = 0 ]; then
   if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get -q -o DPkg::Lock::Timeout=600 update >/dev/null
-    # policy-rc.d: install the services without starting them on this machine
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    # policy-rc.d: install the services without starting them on this machine (an existing one is left alone)
+    made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get -q -y -o DPkg::Lock::Timeout=600 install --no-install-recommends "${missing[@]}" >/dev/null
-    rm -f /usr/sbin/policy-rc.d; trap - EXIT
+    if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
   fi
 else
   echo "not root: skipping apt packages; tests that need etcd/haproxy/nginx/keepalived binaries skip when absent"

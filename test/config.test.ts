@@ -4,28 +4,10 @@
  */
 import { describe, expect, it } from "vitest";
 import { parseClusterSpec, type RawConfig } from "../components/config/spec";
+import { haHosts, host, type Host } from "./harness/fixtures";
 import { runProgram, TEST_SSH_KEY, type StackConfig } from "./harness/program";
 
 const ED25519_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHxkTTGdP2tD9KRu7qSj0uxSVhIDbVSN8rIUwVXtK1MW";
-
-type Host = Record<string, unknown>;
-const host = (name: string, ip: string, roles: string[], extra: Host = {}): Host => ({ name, address: ip, roles, ...extra });
-
-/** Full HA: 2 LBs, 3 etcd, 3 control planes, 2 workers on 10.0.0.0/24. */
-function haHosts(): Host[] {
-  return [
-    host("lb1", "10.0.0.11", ["loadbalancer"]),
-    host("lb2", "10.0.0.12", ["loadbalancer"]),
-    host("etcd1", "10.0.0.21", ["etcd"]),
-    host("etcd2", "10.0.0.22", ["etcd"]),
-    host("etcd3", "10.0.0.23", ["etcd"]),
-    host("cp1", "10.0.0.31", ["controlplane"]),
-    host("cp2", "10.0.0.32", ["controlplane"]),
-    host("cp3", "10.0.0.33", ["controlplane"]),
-    host("w1", "10.0.0.41", ["worker"]),
-    host("w2", "10.0.0.42", ["worker"]),
-  ];
-}
 
 function haConfig(over: StackConfig = {}): StackConfig {
   return {
@@ -249,5 +231,15 @@ describe("valid shapes", () => {
   it("warns about hosts without host keys when strictHostKeys is false", async () => {
     const r = await runProgram(haConfig());
     expect(r.warnings.join("\n")).toMatch(/strictHostKeys is false and 10 host\(s\) have no hostKey/);
+  });
+});
+
+describe("version warnings", () => {
+  it("warns when external etcd is older than kubeadm accepts", async () => {
+    const old = await runProgram(haConfig({ etcd: { source: "apt", version: "3.4.23" } }));
+    expect(old.error).toBeUndefined();
+    expect(old.warnings.join("\n")).toMatch(/hakube:etcd\.version: 3\.4\.23 is older than 3\.5\.24/);
+    const current = await runProgram(haConfig());
+    expect(current.warnings.join("\n")).not.toMatch(/hakube:etcd\.version/);
   });
 });

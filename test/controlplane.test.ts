@@ -9,7 +9,7 @@ import { parse } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import { CP_STDIN } from "../components/controlplane/render";
 import { TOKENS } from "./harness/mocks";
-import { bashSyntax, command, dependencyClosure, haConfig, innerScript, secretValues, shellcheck, stdinItems } from "./harness/k8s";
+import { bashSyntax, command, dependencyClosure, haConfig, innerScript, secretValues, shellcheck, stdinItems } from "./harness/fixtures";
 import { runProgram, valueOf, type RunResult } from "./harness/program";
 
 let ha: RunResult;

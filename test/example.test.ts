@@ -6,7 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
 import { WORKER_STDIN } from "../components/workers/render";
 import { TOKENS } from "./harness/mocks";
-import { command, innerScript, stdinItems } from "./harness/k8s";
+import { command, innerScript, stdinItems } from "./harness/fixtures";
 import { runProgram, TEST_SSH_KEY, type StackConfig } from "./harness/program";
 
 const JOIN_INFO = { endpoint: "10.0.0.100:6443", token: "abcdef.0123456789abcdef", caCertHash: `sha256:${"ab".repeat(32)}` };

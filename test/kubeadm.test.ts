@@ -10,7 +10,7 @@ import { discoveryHash } from "../components/pki/render";
 import { CONTROL_PLANE_TAINT, goDuration, nodeTaints, renderWorkerJoinConfig } from "../components/node/kubeadm";
 import { CP_STDIN } from "../components/controlplane/render";
 import { WORKER_STDIN } from "../components/workers/render";
-import { command, haConfig, stdinItems } from "./harness/k8s";
+import { command, haConfig, stdinItems } from "./harness/fixtures";
 import { runProgram, type RunResult } from "./harness/program";
 
 /* ------------------------------------------------------------------ a small schema language */

@@ -22,7 +22,7 @@ import {
   type NodeSettings,
 } from "../components/node/render";
 import { renderScript } from "../components/remote/shell";
-import { bashSyntax, shellcheck } from "./harness/k8s";
+import { bashSyntax, shellcheck } from "./harness/fixtures";
 
 const settings = (over: Partial<NodeSettings> = {}, containerd: Partial<ContainerdSpec> = {}): NodeSettings => ({
   version: "1.37.1",

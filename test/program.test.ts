@@ -9,7 +9,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import { DEFAULTS } from "../components/config/defaults";
-import { stableJson, TOKENS, type Registration } from "./harness/mocks";
+import { secretValues } from "./harness/fixtures";
+import { stableJson, type Registration } from "./harness/mocks";
 import { readStackFile, ROOT, runProgram, TEST_SSH_KEY, valueOf, type RunResult, type StackConfig } from "./harness/program";
 
 const dev = (): StackConfig => ({ ...readStackFile("Pulumi.dev.yaml"), sshPrivateKey: TEST_SSH_KEY });
@@ -34,21 +35,6 @@ const SHAPES: [string, () => StackConfig][] = [
   })],
 ];
 
-/** Every secret value the program handles: private keys, the token, the SSH key. */
-function secretValues(r: RunResult): string[] {
-  const out = new Set<string>([TEST_SSH_KEY, TEST_SSH_KEY.trim()]);
-  for (const k of r.harness.ofType(TOKENS.privateKey)) {
-    out.add(k.outputs.privateKeyPem);
-    out.add(k.outputs.privateKeyPemPkcs8);
-    // the base64 body alone, in case a script re-wrapped the PEM
-    for (const line of String(k.outputs.privateKeyPem).split("\n")) if (line.length > 40 && !line.startsWith("-----")) out.add(line);
-  }
-  const strings = r.harness.ofType(TOKENS.randomString);
-  const secretPart = strings.find((s) => s.name.endsWith("bootstrap-token-secret"));
-  if (secretPart) out.add(secretPart.outputs.result);
-  return [...out].filter((s) => s.length >= 16);
-}
-
 /** The command texts a preview shows. */
 const visibleText = (c: Registration) => [c.inputs.create, c.inputs.update, c.inputs.delete, stableJson(c.inputs.triggers ?? null), stableJson(c.inputs.environment ?? null)].join("\n");
 
@@ -68,7 +54,7 @@ for (const [shape, config] of SHAPES) {
     });
 
     it("puts no secret into any command's create/update/delete/triggers/environment", () => {
-      const secrets = secretValues(r);
+      const secrets = secretValues(r.harness);
       expect(secrets.length).toBeGreaterThan(5);
       for (const c of r.harness.commands()) {
         const text = visibleText(c);
@@ -77,7 +63,7 @@ for (const [shape, config] of SHAPES) {
     });
 
     it("hands secrets over only on stdin, marked secret, with secret outputs", () => {
-      const secrets = secretValues(r);
+      const secrets = secretValues(r.harness);
       const b64 = secrets.map((s) => Buffer.from(s).toString("base64"));
       for (const c of r.harness.commands()) {
         const stdin = String(c.inputs.stdin ?? "");

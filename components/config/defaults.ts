@@ -1,3 +1,5 @@
+import * as semver from "semver";
+
 /**
  * Every default the program applies, pinned in one place. `Pulumi.yaml` repeats the scalar
  * defaults for the CLI (a test keeps the two in sync).
@@ -79,6 +81,9 @@ export const LB_HEALTH_PORT = 8404;
 /** kubeadm.k8s.io/v1beta4 (the only kubeadm config API kubeadm ≥ 1.36 reads) exists since Kubernetes 1.31. */
 export const MIN_KUBERNETES_VERSION = "1.31.0";
 
+/** kubeadm's `MinExternalEtcdVersion` (its preflight refuses older external etcd; docs/research.md §9). */
+export const MIN_EXTERNAL_ETCD_VERSION = "3.5.24";
+
 /** A range of containerd versions: `min` ≤ v (< `below` when given). */
 export interface VersionRange {
   min: string;
@@ -91,7 +96,7 @@ export interface VersionRange {
  * never below 2.0 because hakube writes the version 3 config. Pure.
  */
 export function containerdRanges(kubernetesVersion: string): VersionRange[] {
-  const minor = Number(kubernetesVersion.split(".")[1]);
+  const minor = semver.minor(kubernetesVersion);
   if (minor >= 36) return [{ min: "2.2.0" }];
   if (minor === 35) return [{ min: "2.2.0" }, { min: "2.1.5", below: "2.2.0" }];
   if (minor === 34) return [{ min: "2.1.3" }, { min: "2.0.6", below: "2.1.0" }];
@@ -109,7 +114,7 @@ export function describeRanges(ranges: VersionRange[]): string {
  * (`kubeadm config images list`) and uses this only when kubeadm cannot tell.
  */
 export function defaultPauseTag(kubernetesVersion: string): string {
-  const minor = Number(kubernetesVersion.split(".")[1]);
+  const minor = semver.minor(kubernetesVersion);
   if (minor >= 36) return "3.10.2";
   if (minor >= 34) return "3.10.1";
   return "3.10";

@@ -7,7 +7,7 @@
 import * as ipaddr from "ipaddr.js";
 import * as semver from "semver";
 import { z } from "zod";
-import { APISERVER_PORT, CNI_VERSIONS, containerdRanges, describeRanges, DEFAULTS, LB_HEALTH_PORT, MIN_KUBERNETES_VERSION, ROLE_PORTS } from "./defaults";
+import { APISERVER_PORT, CNI_VERSIONS, containerdRanges, describeRanges, DEFAULTS, LB_HEALTH_PORT, MIN_EXTERNAL_ETCD_VERSION, MIN_KUBERNETES_VERSION, ROLE_PORTS } from "./defaults";
 
 export const NAMESPACE = "hakube";
 const CNI_CILIUM = CNI_VERSIONS.cilium;
@@ -545,6 +545,10 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
   if (kubernetes) checkKubernetes(p, normHosts, kubernetes, loadBalancer);
   if (kubernetes) checkContainerd(p, kubernetes, rawObject(v.kubernetes)?.containerd);
   if (cni && cni.plugin === "none" && cni.manifestUrl) p.add(["cni", "manifestUrl"], `has no effect with plugin "none"`);
+  if (etcd && semver.lt(etcd.version, MIN_EXTERNAL_ETCD_VERSION))
+    warnings.push(
+      `hakube:etcd.version: ${etcd.version} is older than ${MIN_EXTERNAL_ETCD_VERSION}, the oldest external etcd kubeadm accepts: kubeadm init will refuse it (fine for an etcd-only lab)`,
+    );
   if (cni && cni.plugin === "cilium" && !cni.manifestUrl)
     p.add(["cni", "manifestUrl"], `is required with plugin "cilium" (Cilium publishes no plain manifest): render one with \`helm template cilium cilium/cilium --version ${CNI_CILIUM} --namespace kube-system --set ipam.mode=kubernetes\` and host it (see docs/kubernetes.md)`);
   if (etcd && etcd.source !== "download") {

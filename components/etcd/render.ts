@@ -243,6 +243,7 @@ export interface StampInput {
   peerCertPem: string;
   healthcheckCertPem: string;
   source: EtcdSpec["source"];
+  /** The configured etcd version (a rolling restart refuses minor-version skips and downgrades). */
   version: string;
 }
 
@@ -475,22 +476,14 @@ etcd_wait() {
 
 /* ------------------------------------------------------------------ member */
 
-export interface MemberScriptInput {
+export interface MemberScriptInput extends Omit<StampInput, "source"> {
   member: EtcdMember;
   members: EtcdMember[];
   clusterName: string;
   dataDir: string;
   /** The Command's resource name: recorded on the host so only the current owner's delete stops etcd. */
   owner: string;
-  config: string;
-  unit: string;
-  caCertPem: string;
-  serverCertPem: string;
-  peerCertPem: string;
-  healthcheckCertPem: string;
   stamp: string;
-  /** The configured etcd version (a rolling restart refuses minor-version skips and downgrades). */
-  version: string;
   paths?: EtcdPaths;
   waits?: Partial<typeof WAITS>;
 }

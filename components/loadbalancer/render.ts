@@ -15,6 +15,7 @@
  *   server is down;
  * - VRRPv3, advert 0.2 s, unicast by default, all instances BACKUP + `nopreempt`.
  */
+import { isIPv4 } from "../config/spec";
 import { LB_HEALTH_PORT } from "../config/defaults";
 import { heredocDelimiter, shq, shqAll } from "../remote/shell";
 
@@ -140,10 +141,6 @@ const USER = /^[a-z_][a-z0-9_.-]{0,31}$/;
 
 function bad(what: string, v: unknown): never {
   throw new Error(`hakube: loadBalancer: invalid ${what} ${JSON.stringify(v)}`);
-}
-export function isIPv4(s: string): boolean {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  return !!m && m.slice(1).every((o) => Number(o) <= 255 && String(Number(o)) === o);
 }
 const ip = (what: string, s: string) => (isIPv4(s) ? s : bad(what, s));
 const name = (what: string, s: string) => (NAME.test(s) ? s : bad(what, s));

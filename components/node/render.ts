@@ -10,6 +10,7 @@
  * The packages step comes before containerd so the sandbox image can be asked from the
  * installed kubeadm (`kubeadm config images list`).
  */
+import * as semver from "semver";
 import { stringify } from "yaml";
 import { containerdRanges, defaultPauseTag, describeRanges, type VersionRange } from "../config/defaults";
 import type { ContainerdSpec, KubernetesSpec } from "../config/spec";
@@ -42,7 +43,7 @@ export const BASE_PACKAGES = ["ca-certificates", "conntrack", "curl", "ethtool",
 
 /** `1.37.1` → `1.37` */
 export function kubernetesMinor(version: string): string {
-  return version.split(".").slice(0, 2).join(".");
+  return `${semver.major(version)}.${semver.minor(version)}`;
 }
 
 /** The pkgs.k8s.io repository of the configured minor, or `kubernetes.aptRepository` (with a trailing slash). */
@@ -54,7 +55,7 @@ export function aptRepositoryUrl(k: Pick<KubernetesSpec, "version" | "aptReposit
 /* ------------------------------------------------------------------ system */
 
 export function renderSystemScript(k: Pick<KubernetesSpec, "version">): string {
-  const minor = Number(k.version.split(".")[1]);
+  const minor = semver.minor(k.version);
   const cgroupCheck =
     minor >= 35
       ? `if [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" != cgroup2fs ]; then

@@ -1,5 +1,5 @@
 /**
- * Helpers for the Kubernetes component tests: stack configs, the secret payloads a command
+ * Test fixtures and helpers: stack configs, the secret payloads a command
  * receives on stdin, the inner bash script of a command, dependency closure, and every secret
  * value a recorded program holds.
  */
@@ -10,29 +10,35 @@ import * as path from "node:path";
 import { TOKENS, type Harness, type Registration } from "./mocks";
 import { TEST_SSH_KEY, type StackConfig } from "./program";
 
-type Host = Record<string, unknown>;
+export type Host = Record<string, unknown>;
 export const host = (name: string, ip: string, roles: string[], extra: Host = {}): Host => ({ name, address: ip, roles, ...extra });
 
-/** Full HA: 2 LBs, 3 etcd, 3 control planes, 2 workers (one labelled and tainted). */
+/** Full HA: 2 LBs, 3 etcd, 3 control planes, 2 workers on 10.0.0.0/24. */
+export function haHosts(): Host[] {
+  return [
+    host("lb1", "10.0.0.11", ["loadbalancer"]),
+    host("lb2", "10.0.0.12", ["loadbalancer"]),
+    host("etcd1", "10.0.0.21", ["etcd"]),
+    host("etcd2", "10.0.0.22", ["etcd"]),
+    host("etcd3", "10.0.0.23", ["etcd"]),
+    host("cp1", "10.0.0.31", ["controlplane"]),
+    host("cp2", "10.0.0.32", ["controlplane"]),
+    host("cp3", "10.0.0.33", ["controlplane"]),
+    host("w1", "10.0.0.41", ["worker"]),
+    host("w2", "10.0.0.42", ["worker"]),
+  ];
+}
+
+/** The HA shape with a DNS-addressed load balancer, a zone label and a labelled, tainted GPU worker. */
 export function haConfig(over: StackConfig = {}): StackConfig {
-  return {
-    sshPrivateKey: TEST_SSH_KEY,
-    clusterName: "prod",
-    hosts: [
-      host("lb1", "10.0.0.11", ["loadbalancer"], { address: "lb1.example.com", internalAddress: "10.0.0.11" }),
-      host("lb2", "10.0.0.12", ["loadbalancer"]),
-      host("etcd1", "10.0.0.21", ["etcd"]),
-      host("etcd2", "10.0.0.22", ["etcd"]),
-      host("etcd3", "10.0.0.23", ["etcd"]),
-      host("cp1", "10.0.0.31", ["controlplane"]),
-      host("cp2", "10.0.0.32", ["controlplane"]),
-      host("cp3", "10.0.0.33", ["controlplane"], { labels: { "topology.kubernetes.io/zone": "b" } }),
-      host("w1", "10.0.0.41", ["worker"]),
-      host("gpu1", "10.0.0.42", ["worker"], { labels: { "example.com/gpu": "a100", "node.kubernetes.io/pool": "gpu" }, taints: ["nvidia.com/gpu=true:NoSchedule", "example.com/maintenance:NoExecute"] }),
-    ],
-    loadBalancer: { vip: "10.0.0.100", port: 6443 },
-    ...over,
-  };
+  const hosts = haHosts();
+  hosts[0] = { ...hosts[0], address: "lb1.example.com", internalAddress: "10.0.0.11" };
+  hosts[7] = { ...hosts[7], labels: { "topology.kubernetes.io/zone": "b" } };
+  hosts[9] = host("gpu1", "10.0.0.42", ["worker"], {
+    labels: { "example.com/gpu": "a100", "node.kubernetes.io/pool": "gpu" },
+    taints: ["nvidia.com/gpu=true:NoSchedule", "example.com/maintenance:NoExecute"],
+  });
+  return { sshPrivateKey: TEST_SSH_KEY, clusterName: "prod", hosts, loadBalancer: { vip: "10.0.0.100", port: 6443 }, ...over };
 }
 
 /** The secret payloads of a command (its stdin: one base64 line each). */
@@ -109,15 +115,22 @@ export function command(h: Harness, name: string): Registration {
 
 /** Every secret value the recorded program holds: private keys, the bootstrap token (and its secret half), the SSH key. */
 export function secretValues(h: Harness): string[] {
-  const out = [TEST_SSH_KEY.trim()];
+  const out = new Set<string>([TEST_SSH_KEY.trim()]);
   for (const k of h.ofType(TOKENS.privateKey)) {
-    out.push(k.outputs.privateKeyPem.trim());
-    // the base64 body alone, too (a key could leak without its PEM armour)
-    out.push(k.outputs.privateKeyPem.split("\n").filter((l: string) => l && !l.startsWith("-----")).join(""));
+    for (const pem of [k.outputs.privateKeyPem, k.outputs.privateKeyPemPkcs8] as string[]) {
+      out.add(pem.trim());
+      // the base64 body alone, joined and line by line (a key could leak without its PEM armour)
+      const body = pem.split("\n").filter((l) => l && !l.startsWith("-----"));
+      out.add(body.join(""));
+      for (const line of body) if (line.length > 40) out.add(line);
+    }
   }
   const strings = h.ofType(TOKENS.randomString);
   const id = strings.find((s) => s.name.endsWith("bootstrap-token-id"))?.outputs.result;
   const secret = strings.find((s) => s.name.endsWith("bootstrap-token-secret"))?.outputs.result;
-  if (secret) out.push(secret, `${id}.${secret}`);
-  return out;
+  if (secret) {
+    out.add(secret);
+    out.add(`${id}.${secret}`);
+  }
+  return [...out].filter((s) => s.length >= 16);
 }
