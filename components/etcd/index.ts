@@ -111,7 +111,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
       const install = hosts.step(this, name, { host: h, step: "install", script: installScript });
       const { server, peer } = certs.get(h.name)!;
       const config = renderConfig({ member, members, clusterName, dataDir: etcd.dataDir });
-      const unit = renderUnit({ member: h.name, clusterName, source: etcd.source, version: etcd.version });
+      const unit = renderUnit({ member: h.name, address: h.internalAddress, clusterName, source: etcd.source, version: etcd.version });
       const owner = `${name}-member-${h.name}`;
       const rendered = pulumi
         .all([args.ca.certPem, server.certPem, peer.certPem, healthcheck.certPem])

@@ -192,6 +192,8 @@ export function renderConfig(i: MemberConfigInput): string {
 
 export interface UnitInput {
   member: string;
+  /** the member's internalAddress: at boot the unit waits (≤ 30 s) until the host has it, or etcd cannot bind */
+  address: string;
   clusterName: string;
   source: EtcdSpec["source"];
   version: string;
@@ -221,9 +223,10 @@ export function renderUnit(u: UnitInput): string {
     "User=etcd",
     "Group=etcd",
     ...env,
+    `ExecStartPre=-/usr/bin/timeout 30 /bin/sh -c 'until ip -4 -o addr show | grep -q " ${u.address}/"; do sleep 0.2; done'`,
     `ExecStart=${etcdBinary(u.source, paths)} --config-file=${paths.configFile}`,
     "Restart=always",
-    "RestartSec=5s",
+    "RestartSec=2s",
     "TimeoutStartSec=infinity",
     "LimitNOFILE=65536",
     "IOSchedulingClass=best-effort",

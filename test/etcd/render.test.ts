@@ -121,12 +121,14 @@ describe("member configuration", () => {
 
 describe("systemd unit", () => {
   test("Type=notify, Restart=always, LimitNOFILE, the etcd user, the binary of the source", () => {
-    const unit = renderUnit({ member: "etcd1", clusterName: "prod", source: "download", version: "3.6.6" });
+    const unit = renderUnit({ member: "etcd1", address: "10.0.0.21", clusterName: "prod", source: "download", version: "3.6.6" });
     for (const line of ["Type=notify", "Restart=always", "LimitNOFILE=65536", "User=etcd", "TimeoutStartSec=infinity", "WantedBy=multi-user.target"])
       expect(unit.split("\n")).toContain(line);
     expect(unit).toContain("ExecStart=/usr/local/bin/etcd --config-file=/etc/etcd/etcd.conf.yml");
     expect(unit).not.toContain("ETCD_UNSUPPORTED_ARCH");
-    expect(renderUnit({ member: "e", clusterName: "c", source: "apt", version: "3.4.23" })).toContain("Environment=ETCD_UNSUPPORTED_ARCH=arm64");
+    // at boot, etcd waits for its address (a member started before networkd added it could not bind)
+    expect(unit).toMatch(/^ExecStartPre=-\/usr\/bin\/timeout 30 .*" 10\.0\.0\.21\/".*$/m);
+    expect(renderUnit({ member: "e", address: "10.0.0.9", clusterName: "c", source: "apt", version: "3.4.23" })).toContain("Environment=ETCD_UNSUPPORTED_ARCH=arm64");
     expect(etcdBinary("apt")).toBe("/usr/bin/etcd");
     expect(etcdBinary("preinstalled")).toBe("etcd");
     if (has("systemd-analyze")) {
