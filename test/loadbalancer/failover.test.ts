@@ -11,7 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderCheckScript, renderHaproxyConfig, renderKeepalivedConfig, resolve } from "../../components/loadbalancer/render";
-import { canUnshareNet, hasCommand, makeCa, missing } from "./fixtures";
+import { canUnshareNet, devInput, hasCommand, makeCa, missing } from "./fixtures";
 
 const why =
   missing(["haproxy", "keepalived", "unshare", "nsenter", "ss"], true) ??
@@ -30,19 +30,13 @@ describe.skipIf(!!why)(`VRRP failover with the rendered configs${why ? ` (skippe
     fs.writeFileSync(path.join(dir, "ca.crt"), (await makeCa("kubernetes")).certPem);
     for (const n of [1, 2]) {
       const r = resolve({
-        clusterName: "dev",
-        engine: "haproxy",
-        vip: "10.123.0.100",
-        vipPrefix: 24,
-        interface: "host0",
-        virtualRouterId: 51,
-        port: 6443,
-        lbHosts: [
-          { name: "lb1", internalAddress: "10.123.0.11" },
-          { name: "lb2", internalAddress: "10.123.0.12" },
-        ],
-        apiServers: [1, 2, 3].map((i) => ({ name: `cp${i}`, address: `10.123.0.${30 + i}`, port: 6443 })),
-        workers: [],
+        ...devInput({
+          lbHosts: [
+            { name: "lb1", internalAddress: "10.123.0.11" },
+            { name: "lb2", internalAddress: "10.123.0.12" },
+          ],
+          workers: [],
+        }),
         // paths as seen inside the sandbox (DIR is bound on /srv)
         paths: { caFile: "/srv/ca.crt", statsSocket: `/srv/lb${n}/admin.sock`, checkScript: `/srv/lb${n}/check.sh` },
         scriptUser: "nobody", // the hosts get keepalived_script from the packages step

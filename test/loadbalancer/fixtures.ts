@@ -120,3 +120,20 @@ export function versionOf(bin: string, args: string[]): string {
   const r = spawnSync(bin, args, { encoding: "utf8" });
   return `${r.stdout ?? ""}${r.stderr ?? ""}`.split("\n")[0];
 }
+
+/** The dev pair's input (lb1 only unless `lbHosts` is given), three API servers and one worker. */
+export function devInput(over: Partial<LbInput> = {}): LbInput {
+  return {
+    clusterName: "dev",
+    engine: "haproxy",
+    vip: "10.123.0.100",
+    vipPrefix: 24,
+    interface: "host0",
+    virtualRouterId: 51,
+    port: 6443,
+    lbHosts: [{ name: "lb1", internalAddress: "10.123.0.11" }],
+    apiServers: [1, 2, 3].map((i) => ({ name: `cp${i}`, address: `10.123.0.${30 + i}`, port: 6443 })),
+    workers: [{ name: "worker1", address: "10.123.0.41" }],
+    ...over,
+  };
+}

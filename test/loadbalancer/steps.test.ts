@@ -20,10 +20,9 @@ import {
   renderProxyDeleteStep,
   renderProxyStep,
   resolve,
-  type LbInput,
 } from "../../components/loadbalancer/render";
 import { wrapScript } from "../../components/remote/shell";
-import { canUnshareNet, makeCa, missing } from "./fixtures";
+import { canUnshareNet, devInput, makeCa, missing } from "./fixtures";
 
 const packagesInstalled = ["haproxy", "nginx", "libnginx-mod-stream", "keepalived"].every(
   (p) => spawnSync("dpkg-query", ["-W", "-f=${db:Status-Status}", p], { encoding: "utf8" }).stdout === "installed",
@@ -38,21 +37,7 @@ if (why) console.warn(`[loadbalancer] step sandbox test skipped: ${why}`);
 
 const SANDBOX = path.join(__dirname, "sandbox");
 
-function input(over: Partial<LbInput> = {}): LbInput {
-  return {
-    clusterName: "dev",
-    engine: "haproxy",
-    vip: "10.123.0.100",
-    vipPrefix: 24,
-    interface: "host0",
-    virtualRouterId: 51,
-    port: 6443,
-    lbHosts: [{ name: "lb1", internalAddress: "10.123.0.11" }],
-    apiServers: [1, 2, 3].map((i) => ({ name: `cp${i}`, address: `10.123.0.${30 + i}`, port: 6443 })),
-    workers: [{ name: "worker1", address: "10.123.0.41" }],
-    ...over,
-  };
-}
+const input = devInput;
 
 interface Result {
   name: string;
