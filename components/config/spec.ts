@@ -466,6 +466,23 @@ function parseWith<S extends z.ZodType>(p: Problems, path: Path, schema: S, valu
   return undefined;
 }
 
+/** A parsed host with the cluster-wide SSH defaults applied and `internalAddress` filled in. */
+function normalizeHost(p: Problems, i: number, h: z.output<typeof HostSchema>, user: string, port: number): HostSpec {
+  const internalAddress = h.internalAddress ?? (isIPv4(h.address) ? h.address : undefined);
+  if (internalAddress === undefined) p.add(["hosts", i, "internalAddress"], `is required because address ${show(h.address)} is not an IPv4 address`);
+  return {
+    name: h.name,
+    address: h.address,
+    internalAddress: internalAddress ?? "",
+    roles: h.roles,
+    user: h.user ?? user,
+    port: h.port ?? port,
+    ...(h.hostKey ? { hostKey: h.hostKey } : {}),
+    labels: (h.labels ?? {}) as Record<string, string>,
+    taints: h.taints ?? [],
+  };
+}
+
 /* ------------------------------------------------------------------ the parser */
 
 export function parseClusterSpec(raw: RawConfig): SpecResult {
@@ -520,24 +537,7 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
   /* ---- cross-field rules, on whatever parsed ---- */
   let normHosts: HostSpec[] | undefined;
   if (hosts && sshUser !== undefined && sshPort !== undefined) {
-    normHosts = hosts.map((h, i) => {
-      let internalAddress = h.internalAddress;
-      if (internalAddress === undefined) {
-        if (isIPv4(h.address)) internalAddress = h.address;
-        else p.add(["hosts", i, "internalAddress"], `is required because address ${show(h.address)} is not an IPv4 address`);
-      }
-      return {
-        name: h.name,
-        address: h.address,
-        internalAddress: internalAddress ?? "",
-        roles: h.roles,
-        user: h.user ?? sshUser,
-        port: h.port ?? sshPort,
-        ...(h.hostKey ? { hostKey: h.hostKey } : {}),
-        labels: (h.labels ?? {}) as Record<string, string>,
-        taints: h.taints ?? [],
-      };
-    });
+    normHosts = hosts.map((h, i) => normalizeHost(p, i, h, sshUser, sshPort));
     checkHosts(p, warnings, normHosts, strictHostKeys ?? false);
     checkNodeLabels(p, normHosts);
   }
@@ -787,19 +787,7 @@ export function parseNodePoolConfig(input: NodePoolConfigInput): { hosts: HostSp
       const h = parseWith(p, ["hosts", i], HostSchema, raw);
       if (!h) return;
       for (const r of h.roles) if (!roles.includes(r)) p.add(["hosts", i, "roles"], `role ${show(r)} is not allowed here (only ${roles.join(", ")})`);
-      const internalAddress = h.internalAddress ?? (isIPv4(h.address) ? h.address : undefined);
-      if (internalAddress === undefined) p.add(["hosts", i, "internalAddress"], `is required because address ${show(h.address)} is not an IPv4 address`);
-      hosts.push({
-        name: h.name,
-        address: h.address,
-        internalAddress: internalAddress ?? "",
-        roles: h.roles,
-        user: h.user ?? user,
-        port: h.port ?? port,
-        ...(h.hostKey ? { hostKey: h.hostKey } : {}),
-        labels: (h.labels ?? {}) as Record<string, string>,
-        taints: h.taints ?? [],
-      });
+      hosts.push(normalizeHost(p, i, h, user, port));
     });
   if (p.list.length === 0) checkNodeLabels(p, hosts);
   const names = new Set<string>();
