@@ -16,6 +16,11 @@
 #   lab.sh partition NAME    drop all its frames     lab.sh heal NAME    undo partition
 #   lab.sh config            print the path of stack-config.json
 #   lab.sh build [--force]   build the base image (up does this when needed)
+#   lab.sh toolchain [--check|--path|--force]
+#                            build the air-gapped site's toolchain from the Go module proxy
+#                            (test/lab/toolchain/build.sh; up does this when it is missing)
+#   lab.sh site up|down|status   the site's file mirror (GW:8080) and registry (GW:5000); up/down
+#                            start and stop them with the hosts (HAKUBE_LAB_SITE=0: without them)
 #   lab.sh mem               memory per running host
 #   lab.sh deploy [--engine nginx] [--harness] [--components hosts,etcd,lb] [--fresh]
 #                            up (if needed), then deploy the stack file onto the hosts: `pulumi up`
@@ -49,6 +54,10 @@ CG=hakube-lab                    # cgroup directory (below the caller's cgroup) 
 MIRROR_HOSTS=(deb.debian.org)    # the only outside hosts lab hosts may reach (tcp 80/443)
 SUPPRESS_SYNC=${HAKUBE_LAB_SUPPRESS_SYNC:-1}
 SSH_TIMEOUT=${HAKUBE_LAB_SSH_TIMEOUT:-180}
+SITE=${HAKUBE_LAB_SITE:-1}       # 0: no air-gapped site services (mirror, registry) with up
+SITE_PORTS="8080, 5000"          # the site's file mirror and registry on the gateway (site.sh)
+# shellcheck source=container-host.sh
+. "$LAB_SRC/container-host.sh"
 
 KEY=$LABDIR/keys/id_ed25519
 HOSTKEYS=$LABDIR/hostkeys
@@ -217,6 +226,7 @@ table ip $NFT_TABLE {
   chain input {
     type filter hook input priority filter; policy accept;
     ip saddr $NET ct state established,related accept
+    ip saddr $NET ip daddr $GW tcp dport { $SITE_PORTS } accept
     ip saddr $NET drop
   }
   chain postrouting {
@@ -286,13 +296,14 @@ EOF
     net/ipv4/ip_vs > "$d/lib/modules/$kv/modules.builtin"
   touch "$d/lib/modules/$kv/modules.order"
   chroot "$d" depmod "$kv" 2>/dev/null || true
+  ch_prepare "$d"               # what containerd/kubelet need on this machine (container-host.sh)
 }
 
 # The launcher: moves itself into its own cgroup in every hierarchy (this machine's PID 1 is
 # not systemd: nspawn runs --register=no --keep-unit and uses the cgroup it is started in),
 # records those cgroups, then runs nspawn, again after a guest reboot (exit 133).
 LAUNCHER='
-n=$1 m=$2 d=$3 CG=$4 BR=$5 cgfile=$6 hn=$7
+n=$1 m=$2 d=$3 CG=$4 BR=$5 cgfile=$6 hn=$7 boot=$8
 : > "$cgfile"
 while IFS=: read -r _ ctrl path; do
   case $ctrl in "") dir=/sys/fs/cgroup/unified ;; name=systemd) dir=/sys/fs/cgroup/systemd ;; *) dir=/sys/fs/cgroup/${ctrl%%,*} ;; esac
@@ -308,9 +319,9 @@ done <<< "$(cat /proc/self/cgroup)"
 while :; do
   echo "[hk-launcher] $(date -Is) boot $m"
   rc=0
-  systemd-nspawn -q -D "$d" -M "$m" --hostname="$hn" -b --network-bridge="$BR" \
+  systemd-nspawn -q -D "$d" -M "$m" --hostname="$hn" --network-bridge="$BR" \
     --register=no --keep-unit --resolv-conf=off --link-journal=no --console=passive \
-    --capability=all --system-call-filter="@keyring bpf" || rc=$?
+    --capability=all --system-call-filter="@keyring bpf" $boot || rc=$?
   echo "[hk-launcher] $(date -Is) nspawn exited rc=$rc"
   [ "$rc" -eq 133 ] || exit "$rc"
 done
@@ -323,7 +334,7 @@ launch() {  # NAME: start its launcher (detached), record "pid starttime"
   configure_host "$n"
   [ "$SUPPRESS_SYNC" = 1 ] && env+=(SYSTEMD_SUPPRESS_SYNC=1)
   echo "[hk-launcher] $(date -Is) starting $m" >> "$LOGS/$n.log"
-  setsid env "${env[@]}" bash -c "$LAUNCHER" hk-launcher "$n" "$m" "$HOSTS/$n" "$CG" "$BR" "$RUN/$n.cgroups" "$n" \
+  setsid env "${env[@]}" bash -c "$LAUNCHER" hk-launcher "$n" "$m" "$HOSTS/$n" "$CG" "$BR" "$RUN/$n.cgroups" "$n" "$(ch_boot_args)" \
     >> "$LOGS/$n.log" 2>&1 < /dev/null 9>&- &
   pid=$!
   echo "$pid $(proc_start "$pid")" > "$RUN/$n.pid"
@@ -426,6 +437,7 @@ cmd_up() {
   [ "$failed" = 0 ] || die "some hosts did not come up (logs in $LOGS)"
   say "${#NAMES[@]} hosts up: ssh ready on all after $(secs_since "$t") s; whole up $(secs_since "$t_all") s (image $((img_ms / 1000)) s)"
   say "stack config: $LABDIR/stack-config.json"
+  if [ "$SITE" = 1 ]; then "$LAB_SRC/site.sh" up || die "the site services did not start (HAKUBE_LAB_SITE=0 boots the hosts without them)"; fi
 }
 
 cmd_down() {
@@ -444,6 +456,7 @@ cmd_down() {
     rm -f "$RUN/$n".*
   done
   for p in "${pids[@]}"; do wait "$p" || say "warning: could not remove every host root filesystem"; done
+  "$LAB_SRC/site.sh" down
   net_down
   rm -f "$RUN/topology.tsv"
   say "down ($(secs_since "$t") s); cache kept in $LABDIR"
@@ -590,6 +603,8 @@ case "$cmd" in
   mem) need_root; cmd_mem ;;
   config) [ -f "$LABDIR/stack-config.json" ] || die "no $LABDIR/stack-config.json yet: run 'lab up'"; echo "$LABDIR/stack-config.json" ;;
   build) need_root; "$LAB_SRC/build-image.sh" "$@" ;;
+  toolchain) need_root; "$LAB_SRC/toolchain/build.sh" "$@" ;;
+  site) need_root; "$LAB_SRC/site.sh" "$@" ;;
   ssh)
     load_topology auto; n=$(host_arg "${1:-}"); shift
     exec ssh "${SSH_OPTS[@]}" "root@${ADDR[$n]}" "$@" ;;
@@ -621,6 +636,6 @@ case "$cmd" in
   heal)
     need_root; load_topology auto; n=$(host_arg "${1:-}")
     rm -f "$RUN/$n.partitioned"; nft delete table netdev "$NFT_PART$n" 2>/dev/null || true ;;
-  -h|--help|help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1 ;;
+  -h|--help|help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1 ;;
 esac
