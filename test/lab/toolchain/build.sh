@@ -86,6 +86,12 @@ gobuild() {
   sed -i '1i //go:build tools\n' "$dir/tools.go"
   (cd "$dir" && go mod tidy && CGO_ENABLED=${CGO:-0} nice -n 10 go build -trimpath ${TAGS:+-tags "$TAGS"} -ldflags "-s -w $ldflags" -o "$outdir/" "$@")
 }
+# prints WANT CMD…: CMD's output (stdout and stderr) contains WANT, else say what it printed
+prints() {
+  local want=$1 out; shift
+  out=$("$@" 2>&1 || true)
+  [[ "$out" == *"$want"* ]] || { echo "version check failed: '$*' printed: $out (wanted: $want)"; return 1; }
+}
 # modtime MODULE VERSION: the release time the proxy records (a reproducible build date)
 modtime() { go mod download -json "$1@$2" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).Time ?? JSON.parse(s).Error))'; }
 
@@ -109,7 +115,7 @@ build_kubernetes() {
   local pkgs=()
   for p in $(m kubernetes.programs); do pkgs+=("$mod/cmd/$p"); done
   TAGS=selinux,notest gobuild kubernetes "$OUT/bin" "$ld" "${pkgs[@]}"
-  "$OUT/bin/kubeadm" version -o short | grep -qx "v$v"
+  prints "v$v" "$OUT/bin/kubeadm" version -o short
 }
 
 build_etcd() {
@@ -132,7 +138,7 @@ import (
 func main() { etcdmain.Main(os.Args) }
 EOF
   gobuild etcd "$OUT/bin" "" hakube.local/toolchain/etcd/cmd/etcd go.etcd.io/etcd/etcdctl/v3 go.etcd.io/etcd/etcdutl/v3
-  "$OUT/bin/etcd" --version | grep -q "etcd Version: $v"
+  prints "etcd Version: $v" "$OUT/bin/etcd" --version
 }
 
 build_containerd() {
@@ -140,7 +146,7 @@ build_containerd() {
   gomod containerd "$mod@v$v"
   gobuild containerd "$OUT/bin" "-X $mod/version.Version=v$v -X $mod/version.Revision=archive -X $mod/version.Package=github.com/containerd/containerd/v2" \
     "$mod/cmd/containerd" "$mod/cmd/containerd-shim-runc-v2" "$mod/cmd/ctr"
-  "$OUT/bin/containerd" --version | grep -q " v$v "
+  prints " v$v " "$OUT/bin/containerd" --version
 }
 
 build_runc() {
@@ -150,14 +156,14 @@ build_runc() {
   gomod runc "github.com/opencontainers/runc@v$v"
   CGO=1 TAGS=seccomp,urfave_cli_no_docs gobuild runc "$OUT/bin" "-X main.version=$v -X main.gitCommit=archive -extldflags -static-pie" github.com/opencontainers/runc \
     || CGO=1 TAGS=seccomp,urfave_cli_no_docs gobuild runc "$OUT/bin" "-X main.version=$v -X main.gitCommit=archive" github.com/opencontainers/runc
-  "$OUT/bin/runc" --version | grep -q "runc version $v"
+  prints "runc version $v" "$OUT/bin/runc" --version
 }
 
 build_crictl() {
   local v=$(m criTools.version) mod=sigs.k8s.io/cri-tools
   gomod crictl "$mod@v$v"
   gobuild crictl "$OUT/bin" "-X $mod/pkg/version.Version=v$v" "$mod/cmd/crictl"
-  "$OUT/bin/crictl" --version | grep -q "v$v"
+  prints "v$v" "$OUT/bin/crictl" --version
 }
 
 build_cni() {
@@ -174,14 +180,14 @@ build_cni() {
   gomod cni-flannel "github.com/containernetworking/plugins@v$fv"
   mkdir -p "$OUT/cni-flannel"
   gobuild cni-flannel "$OUT/cni-flannel" "" github.com/containernetworking/plugins/plugins/meta/flannel
-  "$OUT/cni/bridge" </dev/null 2>&1 | grep -q "v$v"
+  prints "v$v" "$OUT/cni/bridge" version
 }
 
 build_coredns() {
   local v=$(m coredns.version)
   gomod coredns "github.com/coredns/coredns@v$v"
   gobuild coredns "$OUT/bin" "" github.com/coredns/coredns
-  "$OUT/bin/coredns" -version | grep -q "CoreDNS-$v"
+  prints "CoreDNS-$v" "$OUT/bin/coredns" -version
 }
 
 build_flannel() {
@@ -190,14 +196,14 @@ build_flannel() {
   gobuild flannel "$OUT/bin" "-X $mod/pkg/version.Version=v$v" "$mod" "$mod/cmd/install_conf"
   mv "$OUT/bin/install_conf" "$OUT/bin/install-conf"
   mv "$OUT/bin/flannel" "$OUT/bin/flanneld"
-  "$OUT/bin/flanneld" --version 2>&1 | grep -q "v$v"
+  prints "v$v" "$OUT/bin/flanneld" --version
 }
 
 build_registry() {
   local v=$(m registry.version) mod=$(m registry.module)
   gomod registry "$mod@v$v"
   gobuild registry "$OUT/bin" "-X $mod/version.version=v$v" "$mod/cmd/registry"
-  "$OUT/bin/registry" --version | grep -q "v$v"
+  prints "v$v" "$OUT/bin/registry" --version
 }
 
 build_httpserver() {
@@ -213,7 +219,7 @@ build_pause() {
   src=$(go mod download -json "$(m kubernetes.module)@v$(m kubernetes.version)" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).Dir))')
   gcc -Os -Wall -Werror -static -DVERSION="v$v-archive" -o "$OUT/bin/pause" "$src/build/pause/linux/pause.c"
   strip "$OUT/bin/pause"
-  "$OUT/bin/pause" -v | grep -q "v$v"
+  prints "v$v" "$OUT/bin/pause" -v
 }
 
 build_pulumi() {
@@ -222,7 +228,7 @@ build_pulumi() {
   # pkg/v3's go.mod replaces atotto/clipboard with a fork; a wrapper module must say it again
   (cd "$WORK/pulumi" && go mod edit -replace=github.com/atotto/clipboard=github.com/tgummerer/clipboard@v0.0.0-20241001131231-d02d263e614e)
   TAGS=osusergo,grpcnotrace gobuild pulumi "$OUT/bin" "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$v" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
-  "$OUT/bin/pulumi" version | grep -qx "v$v"
+  prints "v$v" env PULUMI_SKIP_UPDATE_CHECK=1 "$OUT/bin/pulumi" version
 }
 
 build_debs() { OUT=$OUT MANIFEST=$MANIFEST bash "$HERE/debs.sh"; }
