@@ -25,9 +25,10 @@ import { renderScript } from "../components/remote/shell";
 import { bashSyntax, shellcheck } from "./harness/fixtures";
 
 const settings = (over: Partial<NodeSettings> = {}, containerd: Partial<ContainerdSpec> = {}): NodeSettings => ({
-  version: "1.37.1",
+  version: "1.37.2",
   packages: "pkgs.k8s.io",
-  containerd: { ...DEFAULTS.kubernetes.containerd, ...containerd } as ContainerdSpec,
+  allowCgroupV1: false,
+  containerd: { ...DEFAULTS.kubernetes.containerd, registries: {}, ...containerd } as ContainerdSpec,
   ...over,
 });
 const full = (body: string, stdinItems?: number) => renderScript({ host: "n1", step: "test", body, stdinItems });
