@@ -27,7 +27,7 @@ const problems = (kubernetes: unknown): string[] => {
 };
 const parse = (kubernetes: unknown) => parseClusterSpec(raw(kubernetes));
 
-const BAD: [string, unknown, string[]][] = [
+const BAD: [string, unknown, (string | RegExp)[]][] = [
   ["imageRepository with a scheme", { imageRepository: "https://mirror.lab:5000/k8s" }, ['hakube:kubernetes.imageRepository: "https://mirror.lab:5000/k8s": give host[:port][/path] without the scheme']],
   ["imageRepository not a repository", { imageRepository: "Mirror Lab/K8s" }, ['hakube:kubernetes.imageRepository: "Mirror Lab/K8s" is not an image repository']],
   ["imageRepository with a bad port", { imageRepository: "mirror.lab:99999/k8s" }, ['hakube:kubernetes.imageRepository: "mirror.lab:99999/k8s" is not an image repository']],
@@ -88,6 +88,12 @@ describe("invalid air-gapped / container-host settings: named by key path", () =
   it("the worker-pool parser applies the same rules, under its namespace", () => {
     expect(() => parseNodePoolConfig({ namespace: "workerPool", hosts: [{ name: "w", address: "10.0.0.9", roles: ["worker"] }], kubernetes: { kubeletConfiguration: { cgroupDriver: "cgroupfs" } } })).toThrow(
       /workerPool:kubernetes\.kubeletConfiguration\.cgroupDriver: is owned by hakube/,
+    );
+    expect(() => parseNodePoolConfig({ namespace: "workerPool", hosts: [{ name: "w", address: "10.0.0.9", roles: ["worker"] }], kubernetes: { kubeProxyConfiguration: { conntrack: { maxPerCore: 0 } } } })).toThrow(
+      /workerPool:kubernetes\.kubeProxyConfiguration: has no effect on nodes that join an existing cluster/,
+    );
+    expect(() => parseNodePoolConfig({ namespace: "workerPool", hosts: [{ name: "w", address: "10.0.0.9", roles: ["worker"] }], kubernetes: { containerd: { registries: { "docker.io": { mirrors: [{ url: "http://m" }] } } } } })).toThrow(
+      /workerPool:kubernetes\.containerd\.registries\["docker\.io"\]\.mirrors\[0\]\.url: "http:\/\/m" is plain HTTP/,
     );
     const { warnings } = parseNodePoolConfig({ namespace: "workerPool", hosts: [{ name: "w", address: "10.0.0.9", roles: ["worker"] }], kubernetes: { allowCgroupV1: true } });
     expect(warnings.join("\n")).toMatch(/^workerPool:kubernetes\.allowCgroupV1: cgroup v1 is unsupported since Kubernetes 1\.35/);

@@ -1002,6 +1002,9 @@ export function parseNodePoolConfig(input: NodePoolConfigInput): { hosts: HostSp
       p.add(["kubernetes", "version"], `${kubernetes.version} is too old: kubeadm.k8s.io/v1beta4 needs Kubernetes ${MIN_KUBERNETES_VERSION} or newer`);
     checkContainerd(p, kubernetes, input.kubernetes && typeof input.kubernetes === "object" ? ((input.kubernetes as Record<string, any>).containerd ?? undefined) : undefined);
     checkNodeSettings(p, warnings, kubernetes);
+    // the kubelet and kube-proxy configurations are uploaded by kubeadm init; a join reads the cluster's
+    for (const f of ["kubeletConfiguration", "kubeProxyConfiguration"] as const)
+      if (kubernetes[f] !== undefined) p.add(["kubernetes", f], "has no effect on nodes that join an existing cluster (kubeadm join reads the cluster's configuration): set it on the cluster's stack");
   }
   if (p.list.length) throw new ConfigError(p.list);
   return { hosts, kubernetes: kubernetes as KubernetesSpec, warnings };
