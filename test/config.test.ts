@@ -93,7 +93,7 @@ const BAD: Bad[] = [
   { what: "object key given as plain text", config: haConfig({ kubernetes: "1.34" }), expect: [/^hakube:kubernetes: expected/] },
   { what: "Kubernetes older than v1beta4", config: haConfig({ kubernetes: { version: "1.30.5" } }), expect: ["hakube:kubernetes.version: 1.30.5 is too old"] },
   { what: "containerd source unknown", config: haConfig({ kubernetes: { containerd: { source: "docker" } } }), expect: ['hakube:kubernetes.containerd.source: "docker" is not one of upstream, distribution, preinstalled'] },
-  { what: "containerd too old for the Kubernetes release", config: haConfig({ kubernetes: { containerd: { version: "1.7.28" } } }), expect: ["hakube:kubernetes.containerd.version: 1.7.28 is not supported with Kubernetes 1.37.1 (needs 2.2.0+)"] },
+  { what: "containerd too old for the Kubernetes release", config: haConfig({ kubernetes: { containerd: { version: "1.7.28" } } }), expect: ["hakube:kubernetes.containerd.version: 1.7.28 is not supported with Kubernetes 1.37.2 (needs 2.3.0+)"] },
   { what: "containerd version with source distribution", config: haConfig({ kubernetes: { containerd: { source: "distribution", version: "2.3.4" } } }), expect: ['hakube:kubernetes.containerd.version: is only used with source "upstream"'] },
   { what: "typo in containerd", config: haConfig({ kubernetes: { containerd: { runcVersoin: "1.5.1" } } }), expect: ['hakube:kubernetes.containerd.runcVersoin: unknown key (did you mean "runcVersion"?)'] },
   { what: "bootstrap token TTL not a duration", config: haConfig({ kubernetes: { bootstrapTokenTtl: "1d" } }), expect: ['hakube:kubernetes.bootstrapTokenTtl: "1d" is not a duration'] },
@@ -204,12 +204,14 @@ describe("valid shapes", () => {
         sshUser: "ops",
         hosts: haHosts().map((h, i) => (i === 1 ? { ...h, hostKey: `${ED25519_KEY} comment here`, port: "2200" } : h)),
         loadBalancer: { vip: "10.0.0.100" },
-        kubernetes: { version: "v1.37.1" },
+        kubernetes: { version: "v1.37.2" },
       }),
     );
     expect(spec.clusterName).toBe("staging");
-    expect(spec.kubernetes).toMatchObject({ version: "1.37.1", podSubnet: "10.244.0.0/16", serviceSubnet: "10.96.0.0/12", dnsDomain: "cluster.local", packages: "pkgs.k8s.io", encryptionAlgorithm: "ECDSA-P256" });
-    expect(spec.kubernetes).toMatchObject({ bootstrapTokenTtl: "24h", containerd: { source: "upstream", version: "2.3.4", runcVersion: "1.5.1" } });
+    expect(spec.kubernetes).toMatchObject({ version: "1.37.2", podSubnet: "10.244.0.0/16", serviceSubnet: "10.96.0.0/12", dnsDomain: "cluster.local", packages: "pkgs.k8s.io", encryptionAlgorithm: "ECDSA-P256" });
+    expect(spec.kubernetes).toMatchObject({ bootstrapTokenTtl: "24h", containerd: { source: "upstream", version: "2.4.2", runcVersion: "1.5.3", registries: {} }, allowCgroupV1: false });
+    expect(spec.kubernetes.imageRepository).toBeUndefined();
+    expect(spec.kubernetes.containerd.downloadUrl).toBe("https://github.com/containerd/containerd/releases/download/v{version}/containerd-{version}-linux-{arch}.tar.gz");
     expect(spec.loadBalancer).toEqual({ engine: "haproxy", vip: "10.0.0.100", vipPrefix: 24, interface: "eth0", virtualRouterId: 51, port: 6443 });
     expect(spec.etcd).toMatchObject({ source: "download", dataDir: "/var/lib/etcd" });
     expect(spec.cni).toEqual({ plugin: "calico" });

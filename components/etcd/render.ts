@@ -14,6 +14,7 @@ import { createHash } from "node:crypto";
 import { stringify } from "yaml";
 import type { EtcdSpec } from "../config/spec";
 import { heredocDelimiter, shq, shqAll } from "../remote/shell";
+import { downloadFunctions, pinnedSha256 } from "../remote/download";
 
 export const CLIENT_PORT = 2379;
 export const PEER_PORT = 2380;
@@ -268,21 +269,14 @@ export interface InstallInput {
   paths?: EtcdPaths;
 }
 
-/** `sed`-free: fill `{version}` and `{arch}` on the host with bash substitutions. */
+/** `sed`-free: `{version}` and `{arch}` are filled on the host (components/remote/download.ts, shared with containerd/runc). */
 function downloadBody(e: EtcdSpec, paths: EtcdPaths): string {
   const bin = paths.binDir;
-  const sums = e.sha256 ? Object.entries(e.sha256).filter(([, v]) => v) : [];
-  const sumCase = e.sha256
-    ? `case "$arch" in
-${sums.map(([a, v]) => `  ${shq(a)}) sum=${shq(String(v).toLowerCase())} ;;`).join("\n")}
-  *) hakube_fail "etcd.sha256 has no checksum for $arch (it has: ${sums.map(([a]) => a).join(", ") || "none"})" ;;
-esac`
-    : `sum=""  # no etcd.sha256 configured: the download is not verified`;
   return `want=${shq(e.version)}
 url_template=${shq(e.downloadUrl)}
 bin_dir=${shq(bin)}
-arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
-case "$arch" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; esac
+${downloadFunctions()}
+arch=$(hakube_arch)
 
 # (awk reads to the end: an early exit could SIGPIPE the writer, which pipefail reports)
 etcd_version() { { "$1" --version 2>/dev/null || true; } | awk '/^etcd Version:/ && !v { v = $3 } END { print v }'; }
@@ -292,23 +286,13 @@ if [ -x "$bin_dir/etcd" ] && [ -x "$bin_dir/etcdctl" ] \\
    && [ "$(etcd_version "$bin_dir/etcd")" = "$want" ] && [ "$(etcdctl_version "$bin_dir/etcdctl")" = "$want" ]; then
   echo "ok: etcd $want is installed in $bin_dir"
 else
-  url=\${url_template//\\{version\\}/$want}
-  url=\${url//\\{arch\\}/$arch}
-${sumCase.replace(/^/gm, "  ")}
+  url=$(hakube_url "$url_template" "$want" "$arch")
+${pinnedSha256("sum", e.sha256, "etcd.sha256").replace(/^/gm, "  ")}
   dl=$(mktemp -d /var/tmp/hakube-etcd.XXXXXX)
   trap 'rm -rf "$dl"' EXIT
-  if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --retry 3 --connect-timeout 20 -o "$dl/etcd.tar.gz" "$url" || hakube_fail "download of $url failed"
-  elif command -v wget >/dev/null 2>&1; then
-    wget -q -T 20 -t 3 -O "$dl/etcd.tar.gz" "$url" || hakube_fail "download of $url failed"
-  else
-    hakube_apt_install curl ca-certificates
-    curl -fsSL --retry 3 --connect-timeout 20 -o "$dl/etcd.tar.gz" "$url" || hakube_fail "download of $url failed"
-  fi
-  if [ -n "$sum" ]; then
-    got=$(sha256sum "$dl/etcd.tar.gz" | cut -d' ' -f1)
-    [ "$got" = "$sum" ] || hakube_fail "sha256 of $url is $got, etcd.sha256.$arch says $sum"
-  fi
+  hakube_fetch "$url" "$dl/etcd.tar.gz"
+  # without etcd.sha256 the download is not verified
+  [ -z "$sum" ] || hakube_check_sha256 "$dl/etcd.tar.gz" "$sum" "$url" "etcd.sha256.$arch"
   mkdir "$dl/x"
   tar -xzf "$dl/etcd.tar.gz" -C "$dl/x" --no-same-owner 2>/dev/null || hakube_fail "$url is not a .tar.gz archive"
   found=$(find "$dl/x" -type f -name etcd -print -quit)
