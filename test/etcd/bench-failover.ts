@@ -346,6 +346,8 @@ async function main(): Promise<void> {
         if (hog.length) await sleep(3000);
         console.error(`[${new Date().toISOString()}] etcd ${version} ${load}: ${WINDOW_S} s without fault (load average ${os.loadavg()[0].toFixed(1)})`);
         const st = await steady(clusters, WINDOW_S);
+        for (const [i, c] of clusters.entries())
+          console.error(`  ${version} ${tuningLabel(c.tuning)} ${load}: ${st[i].elections} elections, ${st[i].leaderChanges} leader changes, slowest write ${st[i].maxLatencyMs} ms, ${st[i].failedWrites} failed writes in ${WINDOW_S} s`);
         for (const [i, c] of clusters.entries()) {
           const row: Row = { etcd: version, tuning: tuningLabel(c.tuning), load, firstWriteMs: [], longestGapMs: [], steady: st[i] };
           for (let t = 0; t < TRIALS; t++) {
