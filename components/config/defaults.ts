@@ -51,6 +51,9 @@ export const DEFAULTS = {
     source: "download",
     downloadUrl: DEFAULT_ETCD_DOWNLOAD_URL,
     dataDir: "/var/lib/etcd",
+    /** etcd's own defaults: measured in docs/etcd.md ("Leader failover"), chosen for the ≤ 3 s write-outage goal. */
+    heartbeatIntervalMs: 100,
+    electionTimeoutMs: 1000,
   },
   kubernetes: {
     version: DEFAULT_KUBERNETES_VERSION,

@@ -61,6 +61,10 @@ export interface EtcdSpec {
   downloadUrl: string;
   sha256?: Partial<Record<Arch, string>>;
   dataDir: string;
+  /** Raft heartbeat interval (etcd `heartbeat-interval`), ms. */
+  heartbeatIntervalMs: number;
+  /** Raft election timeout (etcd `election-timeout`), ms: ≥ 5 × heartbeat, a multiple of it. */
+  electionTimeoutMs: number;
 }
 
 export type EncryptionAlgorithm = "ECDSA-P256" | "RSA-2048";
@@ -359,13 +363,26 @@ const LoadBalancerSchema = z.strictObject({
 const sha256Map = z
   .partialRecord(enumOf(ARCHES), str("a SHA-256 hex digest").regex(/^[0-9a-fA-F]{64}$/, { error: (i) => `${show(i.input)} is not a SHA-256 hex digest` }))
   .transform((m) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v.toLowerCase()])) as Partial<Record<Arch, string>>);
-
+/** etcd's own limits: election-timeout ≤ 50000 ms; a heartbeat below 10 ms is below any real round trip. */
+const ETCD_HEARTBEAT_RANGE = [10, 5000] as const;
+const ETCD_ELECTION_RANGE = [50, 50000] as const;
 const EtcdSchema = z.strictObject({
   version: versionString.default(DEFAULTS.etcd.version),
   source: enumOf(["download", "apt", "preinstalled"]).default(DEFAULTS.etcd.source),
   downloadUrl: url(["{version}"]).default(DEFAULTS.etcd.downloadUrl),
   sha256: sha256Map.optional(),
   dataDir: absPath.default(DEFAULTS.etcd.dataDir),
+  heartbeatIntervalMs: intLike(ETCD_HEARTBEAT_RANGE[0], ETCD_HEARTBEAT_RANGE[1]).default(DEFAULTS.etcd.heartbeatIntervalMs),
+  electionTimeoutMs: intLike(ETCD_ELECTION_RANGE[0], ETCD_ELECTION_RANGE[1]).default(DEFAULTS.etcd.electionTimeoutMs),
+}).superRefine((e, ctx) => {
+  // etcd refuses to start below 5 heartbeats (its docs: 10 × the peer round trip at least), and
+  // counts the timeout in whole heartbeats (1500/200 would silently become 7 ticks = 1400 ms).
+  const h = e.heartbeatIntervalMs;
+  const t = e.electionTimeoutMs;
+  if (t < 5 * h)
+    ctx.addIssue({ code: "custom", path: ["electionTimeoutMs"], message: `${t} is less than 5 × heartbeatIntervalMs (${h}): etcd refuses to start; use ≥ ${5 * h} (etcd's default ratio is 10 ×)` });
+  else if (t % h !== 0)
+    ctx.addIssue({ code: "custom", path: ["electionTimeoutMs"], message: `${t} is not a multiple of heartbeatIntervalMs (${h}): etcd counts it in heartbeats and would use ${Math.floor(t / h) * h} ms` });
 });
 
 /** Go-style duration in hours/minutes (`24h`, `1h30m`, `90m`) or `0` (never expires). */

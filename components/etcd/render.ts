@@ -13,6 +13,7 @@
 import { createHash } from "node:crypto";
 import { stringify } from "yaml";
 import type { EtcdSpec } from "../config/spec";
+import { DEFAULTS } from "../config/defaults";
 import { heredocDelimiter, shq, shqAll } from "../remote/shell";
 import { downloadFunctions, pinnedSha256 } from "../remote/download";
 
@@ -56,20 +57,24 @@ export const PKI_FILES = {
 export const MEMBER_SECRETS = ["serverKey", "peerKey", "healthcheckKey"] as const;
 
 /**
- * Server tuning, the same on every member. Heartbeat/election are 2.5× etcd's defaults: hakube
- * targets shared VMs and small bare-metal hosts where a 1 s election timeout causes spurious
- * leader changes under CPU or disk pressure; a lost leader is replaced within ~2.5–5 s.
+ * Server tuning, the same on every member. Heartbeat/election come from the stack
+ * (`etcd.heartbeatIntervalMs`/`electionTimeoutMs`, see `EtcdTuning`); the rest is fixed:
  * `snapshot-count` is kubeadm's; the quota is etcd's recommended maximum (8 GiB, a limit, not an
  * allocation); kube-apiserver compacts every 5 min itself, the periodic compaction is a backstop.
  */
 export const TUNING = {
-  heartbeatIntervalMs: 250,
-  electionTimeoutMs: 2500,
   snapshotCount: 10000,
   quotaBackendBytes: 8 * 1024 ** 3,
   autoCompactionMode: "periodic",
   autoCompactionRetention: "1h",
 } as const;
+
+/** Raft timing (stack setting; validated in config/spec.ts, measured in docs/etcd.md "Leader failover"). */
+export type EtcdTuning = Pick<EtcdSpec, "heartbeatIntervalMs" | "electionTimeoutMs">;
+export const DEFAULT_TUNING: EtcdTuning = {
+  heartbeatIntervalMs: DEFAULTS.etcd.heartbeatIntervalMs,
+  electionTimeoutMs: DEFAULTS.etcd.electionTimeoutMs,
+};
 
 /** Bounded waits (seconds). */
 export const WAITS = {
@@ -136,6 +141,8 @@ export interface MemberConfigInput {
   paths?: EtcdPaths;
   /** Also serve clients on https://127.0.0.1:2379 (co-located clients). Default true. */
   listenLocalhost?: boolean;
+  /** Raft heartbeat / election timeout (`etcd.heartbeatIntervalMs`, `etcd.electionTimeoutMs`). Default `DEFAULT_TUNING`. */
+  tuning?: EtcdTuning;
 }
 
 /**
@@ -146,6 +153,7 @@ export interface MemberConfigInput {
  */
 export function memberConfig(i: MemberConfigInput): Record<string, unknown> {
   const paths = i.paths ?? DEFAULT_PATHS;
+  const tuning = i.tuning ?? DEFAULT_TUNING;
   const pki = (f: string) => `${paths.pkiDir}/${f}`;
   const clientUrls = [clientUrl(i.member), ...(i.listenLocalhost === false ? [] : [`https://127.0.0.1:${CLIENT_PORT}`])];
   return {
@@ -172,8 +180,8 @@ export function memberConfig(i: MemberConfigInput): Record<string, unknown> {
       "trusted-ca-file": pki(PKI_FILES.ca),
       "auto-tls": false,
     },
-    "heartbeat-interval": TUNING.heartbeatIntervalMs,
-    "election-timeout": TUNING.electionTimeoutMs,
+    "heartbeat-interval": tuning.heartbeatIntervalMs,
+    "election-timeout": tuning.electionTimeoutMs,
     "snapshot-count": TUNING.snapshotCount,
     "quota-backend-bytes": TUNING.quotaBackendBytes,
     "auto-compaction-mode": TUNING.autoCompactionMode,
