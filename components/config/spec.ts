@@ -55,7 +55,9 @@ export interface LoadBalancerSpec {
 }
 
 export interface EtcdSpec {
-  version: string;
+  /** Undefined only with `source: apt` and no `etcd.version` set: the distribution's etcd, which the
+   *  install step checks on each host against MIN_EXTERNAL_ETCD_VERSION before installing it. */
+  version?: string;
   source: "download" | "apt" | "preinstalled";
   downloadUrl: string;
   sha256?: Partial<Record<Arch, string>>;
@@ -315,7 +317,7 @@ const LoadBalancerSchema = z.strictObject({
 });
 
 const EtcdSchema = z.strictObject({
-  version: versionString.default(DEFAULTS.etcd.version),
+  version: versionString.optional(), // default: see etcdWithVersion
   source: enumOf(["download", "apt", "preinstalled"]).default(DEFAULTS.etcd.source),
   downloadUrl: url(["{version}"]).default(DEFAULTS.etcd.downloadUrl),
   sha256: z
@@ -324,6 +326,15 @@ const EtcdSchema = z.strictObject({
     .optional(),
   dataDir: absPath.default(DEFAULTS.etcd.dataDir),
 });
+
+/**
+ * `etcd.version` defaults to DEFAULT_ETCD_VERSION, except with `source: apt`: left unset, it means
+ * "the distribution's etcd", checked on each host (≥ MIN_EXTERNAL_ETCD_VERSION) before installing.
+ */
+function etcdWithVersion<T extends { version?: string; source: string }>(e: T | undefined): T | undefined {
+  if (!e || e.version !== undefined || e.source === "apt") return e;
+  return { ...e, version: DEFAULTS.etcd.version };
+}
 
 /** Go-style duration in hours/minutes (`24h`, `1h30m`, `90m`) or `0` (never expires). */
 export function parseTtlSeconds(s: string): number | undefined {
@@ -530,7 +541,7 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
   if (v.loadBalancer === undefined && needsLb && hostsRaw !== undefined)
     p.add(["loadBalancer"], "is required: the load balancers need at least { vip }");
   const loadBalancer = objectKey("loadBalancer", LoadBalancerSchema, true);
-  const etcd = objectKey("etcd", EtcdSchema, false);
+  const etcd = etcdWithVersion(objectKey("etcd", EtcdSchema, false));
   const kubernetes = objectKey("kubernetes", KubernetesSchema, false);
   const cni = objectKey("cni", CniSchema, false);
 
@@ -545,7 +556,7 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
   if (kubernetes) checkKubernetes(p, normHosts, kubernetes, loadBalancer);
   if (kubernetes) checkContainerd(p, kubernetes, rawObject(v.kubernetes)?.containerd);
   if (cni && cni.plugin === "none" && cni.manifestUrl) p.add(["cni", "manifestUrl"], `has no effect with plugin "none"`);
-  if (etcd && semver.lt(etcd.version, MIN_EXTERNAL_ETCD_VERSION))
+  if (etcd?.version !== undefined && semver.lt(etcd.version, MIN_EXTERNAL_ETCD_VERSION))
     warnings.push(
       `hakube:etcd.version: ${etcd.version} is older than ${MIN_EXTERNAL_ETCD_VERSION}, the oldest external etcd kubeadm accepts: kubeadm init will refuse it (fine for an etcd-only lab)`,
     );
