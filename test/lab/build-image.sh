@@ -38,15 +38,18 @@ case "${1:-}" in
 esac
 [ "$(id -u)" = 0 ] || die "must run as root"
 
-# Tools the lab needs on this machine (also when the image is cached).
+# Tools the lab needs on this machine (also when the image is cached): only missing ones, said
+# first, apt's output in $LABDIR/logs/apt.log, nothing already installed upgraded (test/ensure-packages.sh).
 need=()
-for t in mmdebstrap:mmdebstrap systemd-nspawn:systemd-container nft:nftables zstd:zstd ip:iproute2 ssh-keygen:openssh-client nsenter:util-linux ping:iputils-ping flock:util-linux; do
-  command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
+for t in "mmdebstrap:mmdebstrap:builds the base image" "systemd-nspawn:systemd-container:runs each lab host (systemd-nspawn)" \
+         "nft:nftables:the lab's firewall/NAT table and partitions" "zstd:zstd:the base image tarball" \
+         "ip:iproute2:the bridge and veths" "ssh-keygen:openssh-client:lab keys, ssh into hosts" \
+         "nsenter:util-linux:lab exec, flock" "ping:iputils-ping:smoke.sh" "flock:util-linux:the lab lock"; do
+  IFS=: read -r cmd pkg why <<< "$t"
+  command -v "$cmd" >/dev/null || need+=("$pkg=$why ($cmd)")
 done
 if [ "${#need[@]}" -gt 0 ]; then
-  log "installing ${need[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >&2 \
-    || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >&2; }
+  "$LAB_SRC/../ensure-packages.sh" --for build-image --log "$LABDIR/logs/apt.log" "${need[@]}" || die "cannot install the lab's tools (see above)"
 fi
 
 if [ "$FORCE" = 0 ] && [ -f "$IMGDIR/$NAME.done" ]; then
