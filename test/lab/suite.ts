@@ -74,7 +74,20 @@ function dead(pid: number): boolean {
 }
 
 export function labSuite(engine: Engine): void {
-  const why = labPrerequisites() ?? (ENGINES.includes(engine) ? undefined : `HAKUBE_LAB_ENGINES=${ENGINES.join(",")}`);
+  // A missing prerequisite fails the run (global-setup.ts installs the packages first): the suite
+  // never exits 0 having tested nothing. Only an engine left out on purpose is skipped.
+  const missing = labPrerequisites();
+  if (missing !== undefined) {
+    describe(`lab end to end: ${engine}`, () => {
+      it(`cannot run: ${missing}`, () => {
+        throw new Error(`npm run test:lab cannot run the ${engine} suite: ${missing}`);
+      });
+    });
+    return;
+  }
+  const unknown = ENGINES.filter((e) => e !== "haproxy" && e !== "nginx");
+  if (unknown.length) throw new Error(`HAKUBE_LAB_ENGINES=${ENGINES.join(",")}: unknown engine(s) ${unknown.join(", ")} (haproxy, nginx)`);
+  const why = ENGINES.includes(engine) ? undefined : `HAKUBE_LAB_ENGINES=${ENGINES.join(",")}`;
   describe.skipIf(why !== undefined)(`lab end to end: ${engine}${why ? ` (skipped: ${why})` : ""}`, () => {
     const report = new LabReport(engine);
     let d: LabDeployResult;
