@@ -100,13 +100,23 @@ function loadState(file: string | false, fresh: boolean, generation: string, log
   }
   return new Map(Object.entries(JSON.parse(fs.readFileSync(file, "utf8"))));
 }
+/**
+ * Write a file only root can read (0600 in a 0700 directory), atomically. The mode is set
+ * explicitly: `writeFileSync`'s mode applies only to a new file, not to one an older run left 0644.
+ */
+export function writeSecretFile(file: string, text: string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  fs.chmodSync(path.dirname(file), 0o700);
+  const tmp = `${file}.tmp`;
+  fs.writeFileSync(tmp, text, { mode: 0o600 });
+  fs.chmodSync(tmp, 0o600);
+  fs.renameSync(tmp, file);
+}
+
 function saveState(file: string | false, state: ResourceState, generation: string) {
   if (!file) return;
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(Object.fromEntries(state)), { mode: 0o600 });
-  fs.renameSync(tmp, file);
-  fs.writeFileSync(`${file}.generation`, generation + "\n", { mode: 0o600 });
+  writeSecretFile(file, JSON.stringify(Object.fromEntries(state)));
+  writeSecretFile(`${file}.generation`, generation + "\n");
 }
 
 /** Longest chain of dependent commands, weighted by their measured durations. */
@@ -218,8 +228,8 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
 export async function writeOutputs(r: RunResult, labDir = LAB_DIR): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(r.outputs ?? {})) out[k] = await valueOf(v as never);
-  fs.writeFileSync(path.join(labDir, "kubeconfig"), String(out.kubeconfig), { mode: 0o600 });
-  fs.writeFileSync(path.join(labDir, "outputs.json"), JSON.stringify(out, null, 2), { mode: 0o600 });
+  writeSecretFile(path.join(labDir, "kubeconfig"), String(out.kubeconfig));
+  writeSecretFile(path.join(labDir, "outputs.json"), JSON.stringify(out, null, 2));
   return out;
 }
 

@@ -5,8 +5,10 @@
 #
 #   lab.sh up [--fresh]      build the base image if needed, boot every host, wait for ssh,
 #                            write stack-config.json + known_hosts (--fresh: new rootfs copies)
-#   lab.sh down              stop all hosts; remove rootfs copies, bridge, nft tables, cgroups;
-#                            restore sysctls (the base image and keys stay cached)
+#   lab.sh down [--purge]    stop all hosts; remove rootfs copies, bridge, nft tables, cgroups and
+#                            the deploy state with its secrets (kubeconfig, outputs.json, state/,
+#                            pulumi/, stack-config.json, Pulumi.lab.yaml); restore sysctls. The cache
+#                            stays (image, lab SSH key, host keys, logs); --purge removes $HAKUBE_LAB_DIR entirely
 #   lab.sh status            name, machine, address, running/stopped (+ unplugged/partitioned)
 #   lab.sh ssh NAME [cmd...] ssh as root with the lab key (strict host key checking)
 #   lab.sh exec NAME cmd...  run in the host's namespaces via nsenter (works while cut off)
@@ -235,6 +237,42 @@ net_down() {
   restore_sysctls
 }
 
+# ---- the lab directory: root-only; what down removes ------------------------------------------
+# Everything in it is root's: the directory is 0700 (so is every subdirectory with keys or state),
+# and each secret file is 0600, also when an older run left it readable.
+SECRET_FILES=(kubeconfig outputs.json stack-config.json keys/id_ed25519)
+secure_labdir() {
+  install -d -m 700 "$LABDIR"; chmod 700 "$LABDIR"
+  [ -e "$LABDIR/.hakube-lab" ] || echo "hakube lab directory (lab.sh down --purge removes it)" > "$LABDIR/.hakube-lab"
+  local f d
+  for d in keys hostkeys state pulumi run; do [ -d "$LABDIR/$d" ] && chmod 700 "$LABDIR/$d"; done
+  for f in "${SECRET_FILES[@]}"; do [ -f "$LABDIR/$f" ] && chmod 600 "$LABDIR/$f"; done
+  for f in "$HOSTKEYS"/* "$LABDIR"/state/*; do case $f in *.pub) ;; *) [ -f "$f" ] && chmod 600 "$f" ;; esac; done
+  true
+}
+# The deploy's state and secrets describe hosts that are gone after down: removed with them.
+DEPLOY_STATE=(kubeconfig outputs.json stack-config.json state pulumi)
+drop_deploy_state() {
+  local removed=() x
+  for x in "${DEPLOY_STATE[@]}"; do
+    if [ -e "$LABDIR/$x" ]; then rm -rf --one-file-system "${LABDIR:?}/$x"; removed+=("$x"); fi
+  done
+  if [ -e "$REPO/Pulumi.$PULUMI_STACK.yaml" ]; then rm -f "$REPO/Pulumi.$PULUMI_STACK.yaml"; removed+=("$REPO/Pulumi.$PULUMI_STACK.yaml"); fi
+  if [ "${#removed[@]}" -gt 0 ]; then say "removed the deploy state and its secrets: ${removed[*]}"; fi
+}
+purge_labdir() {  # everything, the cache too; only a directory the lab made (marker file)
+  [ -d "$LABDIR" ] || return 0
+  [ -e "$LABDIR/.hakube-lab" ] || die "$LABDIR has no .hakube-lab marker: not removing it (remove it yourself if it is the lab's)"
+  local size; size=$(du -sh "$LABDIR" 2>/dev/null | cut -f1)
+  rm -rf --one-file-system "${LABDIR:?}"
+  say "purged $LABDIR ($size: base image, lab SSH key, host keys, logs)"
+}
+kept_summary() {
+  local size; size=$(du -sh "$LABDIR" 2>/dev/null | cut -f1)
+  say "kept in $LABDIR ($size, root only, 0700): the base image, the lab SSH key and host keys (0600), logs;"
+  say "  no secret of a deployed cluster. 'down --purge' removes the directory entirely."
+}
+
 # ---- keys ------------------------------------------------------------------------------------
 ensure_keys() {
   local n
@@ -385,7 +423,8 @@ cmd_up() {
   [ "${1:-}" = --fresh ] && fresh=1
   t_all=$(now_ms)
   load_topology stack
-  mkdir -p "$LABDIR" "$HOSTS" "$RUN" "$LOGS"
+  secure_labdir
+  mkdir -p "$HOSTS" "$RUN" "$LOGS"
   lock
   t=$(now_ms)
   "$LAB_SRC/build-image.sh" || die "base image build failed"
@@ -429,8 +468,10 @@ cmd_up() {
 }
 
 cmd_down() {
-  local t n names p
+  local t n names p purge=0
+  case "${1:-}" in --purge) purge=1 ;; "") ;; *) die "down: unknown option $1 (--purge)" ;; esac
   t=$(now_ms)
+  secure_labdir
   mkdir -p "$RUN"; lock
   LOAD_SOFT=1 load_topology auto 2>/dev/null || say "warning: cannot read the topology: stopping what the lab recorded"
   names=$(all_names)
@@ -446,7 +487,9 @@ cmd_down() {
   for p in "${pids[@]}"; do wait "$p" || say "warning: could not remove every host root filesystem"; done
   net_down
   rm -f "$RUN/topology.tsv"
-  say "down ($(secs_since "$t") s); cache kept in $LABDIR"
+  drop_deploy_state
+  if [ "$purge" = 1 ]; then exec 9>&-; purge_labdir; say "down --purge ($(secs_since "$t") s)"
+  else say "down ($(secs_since "$t") s)"; kept_summary; fi
 }
 
 cmd_status() {
@@ -580,12 +623,16 @@ cmd_destroy() {
   fi
 }
 
+# sourced (the tests of lab.sh's functions): define everything, run nothing
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then return 0; fi
+
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 cmd=${1:-}; shift || true
 case "$cmd" in
   deploy) need_root; cmd_deploy "$@" ;;
   destroy) need_root; cmd_destroy ;;
   up) need_root; cmd_up "$@" ;;
-  down) need_root; cmd_down ;;
+  down) need_root; cmd_down "$@" ;;
   status) cmd_status ;;
   mem) need_root; cmd_mem ;;
   config) [ -f "$LABDIR/stack-config.json" ] || die "no $LABDIR/stack-config.json yet: run 'lab up'"; echo "$LABDIR/stack-config.json" ;;
@@ -621,6 +668,6 @@ case "$cmd" in
   heal)
     need_root; load_topology auto; n=$(host_arg "${1:-}")
     rm -f "$RUN/$n.partitioned"; nft delete table netdev "$NFT_PART$n" 2>/dev/null || true ;;
-  -h|--help|help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1 ;;
+  -h|--help|help) usage ;;
+  *) usage >&2; exit 1 ;;
 esac

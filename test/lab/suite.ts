@@ -28,7 +28,7 @@ import {
   type Secrets,
   type Snapshot,
 } from "./checks";
-import { DEFAULT_COMPONENTS, deployLab, labGeneration, type LabDeployResult } from "./deploy";
+import { DEFAULT_COMPONENTS, deployLab, labGeneration, writeSecretFile, type LabDeployResult } from "./deploy";
 import {
   connections,
   EtcdCreds,
@@ -148,8 +148,7 @@ export function labSuite(engine: Engine): void {
         log: (l) => log.push(l),
       });
       if (REUSE) {
-        fs.mkdirSync(path.dirname(reuseFile), { recursive: true, mode: 0o700 });
-        fs.writeFileSync(reuseFile, JSON.stringify({ generation, state: Object.fromEntries(d.state) }), { mode: 0o600 });
+        writeSecretFile(reuseFile, JSON.stringify({ generation, state: Object.fromEntries(d.state) }));
       }
       const f = d.figures;
       report.set("deploy", {
