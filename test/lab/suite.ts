@@ -337,9 +337,13 @@ export function labSuite(engine: Engine): void {
 
     it("an unchanged deploy (same config, same state) runs no command", async () => {
       const base = readStackFile("Pulumi.dev.yaml")["hakube:loadBalancer"] as Record<string, unknown>;
-      const again = await deployLab({ overrides: { "hakube:loadBalancer": { ...base, engine } }, components: COMPONENTS, state: d.state, evaluate: runProgram, log: () => undefined });
+      const again = await deployLab({ overrides: { "hakube:loadBalancer": { ...base, engine } }, components: COMPONENTS, state: d.state, ran: d.ran, evaluate: runProgram, log: () => undefined });
       report.set("unchangedDeploy", { executed: again.executions.length, wallMs: again.figures.wallMs });
       expect(again.executions.map((e: Execution) => e.name)).toEqual([]);
+      // the summary tells "ran before, unchanged" from "never ran" (recorded only)
+      expect(again.figures.unchangedRan).toBe(d.figures.executed);
+      expect(Object.values(again.figures.neverRan).reduce((a, n) => a + n, 0)).toBe(d.figures.skipped);
+      expect(Object.keys(again.figures.neverRan).every((c) => !COMPONENTS.includes(c))).toBe(true);
     }, 5 * 60_000);
 
     it("secrets: key files are 0600; no private key, token or SSH key in any command text, journal, or file outside the key files", async () => {
