@@ -9,7 +9,8 @@
 #                            the deploy state with its secrets (kubeconfig, outputs.json, state/,
 #                            pulumi/, stack-config.json, Pulumi.lab.yaml); restore sysctls. The cache
 #                            stays (image, lab SSH key, host keys, logs); --purge removes $HAKUBE_LAB_DIR entirely
-#   lab.sh status            name, machine, address, running/stopped (+ unplugged/partitioned)
+#   lab.sh status            name, machine, address, running/stopped (+ unplugged/partitioned,
+#                            holds-VIP), and which host holds the VIP
 #   lab.sh ssh NAME [cmd...] ssh as root with the lab key (strict host key checking)
 #   lab.sh exec NAME cmd...  run in the host's namespaces via nsenter (works while cut off)
 #   lab.sh crash NAME        SIGKILL the host's PID 1 (power cut)
@@ -68,7 +69,7 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 secs_since() { local d=$(( $(now_ms) - $1 )); printf '%d.%01d' $((d / 1000)) $(((d % 1000) / 100)); }
 
 # ---- topology --------------------------------------------------------------------------------
-NAMES=(); declare -A ADDR=() ROLES=(); VIP=""
+NAMES=(); declare -A ADDR=() ROLES=(); VIP="" VIP_PORT=6443
 load_topology() {  # from the stack file, or the snapshot that `up` took (commands on a live lab)
   local src=${1:-auto} out kind a b c
   if [ "$src" = auto ] && [ -s "$RUN/topology.tsv" ]; then out=$(cat "$RUN/topology.tsv")
@@ -82,7 +83,7 @@ load_topology() {  # from the stack file, or the snapshot that `up` took (comman
   while IFS=$'\t' read -r kind a b c; do
     case $kind in
       host) NAMES+=("$a"); ADDR[$a]=$b; ROLES[$a]=$c ;;
-      vip) VIP=$a ;;
+      vip) VIP=$a; VIP_PORT=${c:-6443} ;;
     esac
   done <<< "$out"
   TOPOLOGY_TSV=$out
@@ -492,9 +493,19 @@ cmd_down() {
   else say "down ($(secs_since "$t") s)"; kept_summary; fi
 }
 
+vip_holders() {  # the running hosts that carry the VIP (root: looks into each host's netns)
+  local n p
+  [ -n "$VIP" ] || return 0
+  for n in "${NAMES[@]}"; do
+    p=$(pid1_of "$n" 2>/dev/null) || continue
+    nsenter -t "$p" -n ip -4 -o addr show 2>/dev/null | grep -q " $VIP/" && echo "$n"
+  done
+  true
+}
 cmd_status() {
-  local n state flags
+  local n state flags holders=""
   load_topology auto
+  [ "$(id -u)" = 0 ] && holders=" $(vip_holders | tr '\n' ' ')"
   printf '%-9s %-12s %-14s %-8s %-14s %s\n' NAME MACHINE ADDRESS STATE ROLES NOTES
   for n in "${NAMES[@]}"; do
     state=stopped; running "$n" && state=running
@@ -502,9 +513,18 @@ cmd_status() {
     [ -f "$RUN/$n.unplugged" ] && flags+="unplugged "
     [ -f "$RUN/$n.partitioned" ] && flags+="partitioned "
     [ -d "$HOSTS/$n" ] || flags+="no-rootfs "
+    case "$holders" in *" $n "*) flags+="holds-VIP " ;; esac
     printf '%-9s %-12s %-14s %-8s %-14s %s\n' "$n" "$(mach "$n")" "${ADDR[$n]}" "$state" "${ROLES[$n]:--}" "$flags"
   done
-  [ -z "$VIP" ] || echo "VIP $VIP (keepalived interface $IFACE); bridge $BR $GW/$PREFIXLEN $(ip link show "$BR" >/dev/null 2>&1 && echo up || echo absent)"
+  if [ -n "$VIP" ]; then
+    local held
+    if [ "$(id -u)" != 0 ]; then held="holder: run as root to see it"
+    else
+      held=$(echo $holders)
+      case $(echo "$held" | wc -w) in 0) held="held by no host" ;; 1) held="held by $held" ;; *) held="held by $held (more than one: split brain)" ;; esac
+    fi
+    echo "VIP $VIP:$VIP_PORT $held (keepalived interface $IFACE); bridge $BR $GW/$PREFIXLEN $(ip link show "$BR" >/dev/null 2>&1 && echo up || echo absent)"
+  fi
 }
 
 cmd_mem() {  # PSS of the host's processes and its memory cgroup usage
@@ -540,12 +560,13 @@ print_usage_after_deploy() {
   cat >&2 <<EOF
 
 lab: kubeconfig: $LABDIR/kubeconfig (mode 0600, root's). To use it as yourself:
-  sudo cat $LABDIR/kubeconfig > ~/.kube/hakube-lab && chmod 600 ~/.kube/hakube-lab
+  mkdir -p ~/.kube && (umask 077 && sudo cat $LABDIR/kubeconfig > ~/.kube/hakube-lab)
   KUBECONFIG=~/.kube/hakube-lab kubectl get nodes
-It points at the VIP (https://$VIP:<port>), reachable from this machine only. The lab hosts cannot
+It points at the VIP (https://$VIP:$VIP_PORT), reachable from this machine only. The lab hosts cannot
 install kubeadm/kubelet yet (they reach only the Debian mirror), so nothing answers behind the load
 balancers until control-plane stand-ins exist.
-Tear down: sudo npm run lab -- down   (removes the hosts; the deploy state is dropped with them)
+Tear down: sudo npm run lab -- down   (removes the hosts, and with them the deploy state and its
+secrets: kubeconfig, outputs.json, state/; the image cache stays: 'down --purge' removes it too)
 EOF
 }
 deploy_pulumi() {  # ENGINE: pulumi up of stack "lab" (file backend in the lab directory)

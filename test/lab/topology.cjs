@@ -5,7 +5,7 @@
 //                            --machine-prefix hk- --max-machine-name 12 --interface host0
 //       validates the topology against the lab network and prints TSV lines:
 //         host<TAB>name<TAB>address<TAB>roles(comma separated)
-//         vip<TAB>address-or-empty<TAB>interface-or-empty
+//         vip<TAB>address-or-empty<TAB>interface-or-empty<TAB>port (hakube:loadBalancer.port, 6443)
 //   node topology.cjs config STACK_FILE LAB_DIR
 //       writes LAB_DIR/stack-config.json and LAB_DIR/known_hosts from the stack's hosts and
 //       the host keys in LAB_DIR/hostkeys/<name>.pub and the key LAB_DIR/keys/id_ed25519.
@@ -164,7 +164,7 @@ function cmdHosts(file, opts) {
       (program === null ? "  (the program's own validation did not run: node_modules/.bin/tsx is missing; run 'npm ci')\n" : ''));
     process.exit(2);
   }
-  out.push(['vip', vip, lb.interface || ''].join('\t'));
+  out.push(['vip', vip, lb.interface || '', lb.port === undefined ? 6443 : lb.port].join('\t'));
   process.stdout.write(out.join('\n') + '\n');
 }
 
