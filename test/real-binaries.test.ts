@@ -56,4 +56,13 @@ describe("real-binary guard", () => {
     expect(r.out).toMatch(/1 passed/);
     expect(r.last).toMatch(/^real-binary tests: all 1 suites ran/m);
   });
+
+  test(".ci/run → npm run test:all → test/all.sh requires the real-binary tests before it runs the fast suite", () => {
+    expect(fs.readFileSync(path.join(ROOT, ".ci/run"), "utf8")).toMatch(/^exec npm run test:all$/m);
+    expect(JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts["test:all"]).toBe("bash test/all.sh");
+    const all = fs.readFileSync(path.join(ROOT, "test/all.sh"), "utf8");
+    const required = all.search(/^export HAKUBE_REQUIRE_REAL_BINARIES=1$/m);
+    expect(required).toBeGreaterThan(0);
+    expect(all.indexOf("\nnpm test\n")).toBeGreaterThan(required);
+  });
 });

@@ -78,8 +78,8 @@ mm=$!
 while kill -0 "$mm" 2>/dev/null; do
   for _ in $(seq "${HAKUBE_LAB_PROGRESS_S:-10}"); do kill -0 "$mm" 2>/dev/null || break; sleep 1; done
   kill -0 "$mm" 2>/dev/null || break
-  phase=$(grep '^I: ' "$IMGDIR/$NAME.build.log" 2>/dev/null | tail -1 | cut -c4-80)
-  size=$(du -sm "$R.partial" 2>/dev/null | cut -f1)
+  phase=$({ grep '^I: ' "$IMGDIR/$NAME.build.log" 2>/dev/null || true; } | tail -1 | cut -c4-80)
+  size=$({ du -sm "$R.partial" 2>/dev/null || true; } | cut -f1)
   log "  $((SECONDS - start)) s: ${phase:-starting} (rootfs ${size:-0} MB)"
 done
 if ! wait "$mm"; then

@@ -264,12 +264,12 @@ drop_deploy_state() {
 purge_labdir() {  # everything, the cache too; only a directory the lab made (marker file)
   [ -d "$LABDIR" ] || return 0
   [ -e "$LABDIR/.hakube-lab" ] || die "$LABDIR has no .hakube-lab marker: not removing it (remove it yourself if it is the lab's)"
-  local size; size=$(du -sh "$LABDIR" 2>/dev/null | cut -f1)
+  local size; size=$({ du -sh "$LABDIR" 2>/dev/null || true; } | cut -f1)
   rm -rf --one-file-system "${LABDIR:?}"
   say "purged $LABDIR ($size: base image, lab SSH key, host keys, logs)"
 }
 kept_summary() {
-  local size; size=$(du -sh "$LABDIR" 2>/dev/null | cut -f1)
+  local size; size=$({ du -sh "$LABDIR" 2>/dev/null || true; } | cut -f1)
   say "kept in $LABDIR ($size, root only, 0700): the base image, the lab SSH key and host keys (0600), logs;"
   say "  no secret of a deployed cluster. 'down --purge' removes the directory entirely."
 }
