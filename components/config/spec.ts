@@ -56,7 +56,9 @@ export interface LoadBalancerSpec {
 }
 
 export interface EtcdSpec {
-  version: string;
+  /** Undefined only with `source: apt` and no `etcd.version` set: the distribution's etcd, which the
+   *  install step checks on each host against MIN_EXTERNAL_ETCD_VERSION before installing it. */
+  version?: string;
   source: "download" | "apt" | "preinstalled";
   downloadUrl: string;
   sha256?: Partial<Record<Arch, string>>;
@@ -367,7 +369,7 @@ const sha256Map = z
 const ETCD_HEARTBEAT_RANGE = [10, 5000] as const;
 const ETCD_ELECTION_RANGE = [50, 50000] as const;
 const EtcdSchema = z.strictObject({
-  version: versionString.default(DEFAULTS.etcd.version),
+  version: versionString.optional(), // default: see etcdWithVersion
   source: enumOf(["download", "apt", "preinstalled"]).default(DEFAULTS.etcd.source),
   downloadUrl: url(["{version}"]).default(DEFAULTS.etcd.downloadUrl),
   sha256: sha256Map.optional(),
@@ -384,6 +386,15 @@ const EtcdSchema = z.strictObject({
   else if (t % h !== 0)
     ctx.addIssue({ code: "custom", path: ["electionTimeoutMs"], message: `${t} is not a multiple of heartbeatIntervalMs (${h}): etcd counts it in heartbeats and would use ${Math.floor(t / h) * h} ms` });
 });
+
+/**
+ * `etcd.version` defaults to DEFAULT_ETCD_VERSION, except with `source: apt`: left unset, it means
+ * "the distribution's etcd", checked on each host (≥ MIN_EXTERNAL_ETCD_VERSION) before installing.
+ */
+function etcdWithVersion<T extends { version?: string; source: string }>(e: T | undefined): T | undefined {
+  if (!e || e.version !== undefined || e.source === "apt") return e;
+  return { ...e, version: DEFAULTS.etcd.version };
+}
 
 /** Go-style duration in hours/minutes (`24h`, `1h30m`, `90m`) or `0` (never expires). */
 export function parseTtlSeconds(s: string): number | undefined {
@@ -726,7 +737,7 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
   if (v.loadBalancer === undefined && needsLb && hostsRaw !== undefined)
     p.add(["loadBalancer"], "is required: the load balancers need at least { vip }");
   const loadBalancer = objectKey("loadBalancer", LoadBalancerSchema, true);
-  const etcd = objectKey("etcd", EtcdSchema, false);
+  const etcd = etcdWithVersion(objectKey("etcd", EtcdSchema, false));
   const kubernetes = objectKey("kubernetes", KubernetesSchema, false);
   const cni = objectKey("cni", CniSchema, false);
 
@@ -742,7 +753,7 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
   if (kubernetes) checkContainerd(p, kubernetes, rawObject(v.kubernetes)?.containerd);
   if (kubernetes) checkNodeSettings(p, warnings, kubernetes);
   if (cni && cni.plugin === "none" && cni.manifestUrl) p.add(["cni", "manifestUrl"], `has no effect with plugin "none"`);
-  if (etcd && semver.lt(etcd.version, MIN_EXTERNAL_ETCD_VERSION))
+  if (etcd?.version !== undefined && semver.lt(etcd.version, MIN_EXTERNAL_ETCD_VERSION))
     warnings.push(
       `hakube:etcd.version: ${etcd.version} is older than ${MIN_EXTERNAL_ETCD_VERSION}, the oldest external etcd kubeadm accepts: kubeadm init will refuse it (fine for an etcd-only lab)`,
     );

@@ -452,7 +452,7 @@ export function labPrerequisites(): string | undefined {
     try {
       execFileSync("bash", ["-c", `command -v ${t}`], { stdio: "ignore" });
     } catch {
-      return `${t} is not installed (test/all.sh installs the lab's packages)`;
+      return `${t} is not installed (test/lab/global-setup.ts should have installed it: see the start of the run and $HAKUBE_LAB_DIR/logs/apt.log)`;
     }
   }
   return undefined;

@@ -28,7 +28,7 @@ import {
   type Secrets,
   type Snapshot,
 } from "./checks";
-import { DEFAULT_COMPONENTS, deployLab, labGeneration, type LabDeployResult } from "./deploy";
+import { DEFAULT_COMPONENTS, deployLab, labGeneration, writeSecretFile, type LabDeployResult } from "./deploy";
 import {
   connections,
   EtcdCreds,
@@ -74,7 +74,20 @@ function dead(pid: number): boolean {
 }
 
 export function labSuite(engine: Engine): void {
-  const why = labPrerequisites() ?? (ENGINES.includes(engine) ? undefined : `HAKUBE_LAB_ENGINES=${ENGINES.join(",")}`);
+  // A missing prerequisite fails the run (global-setup.ts installs the packages first): the suite
+  // never exits 0 having tested nothing. Only an engine left out on purpose is skipped.
+  const missing = labPrerequisites();
+  if (missing !== undefined) {
+    describe(`lab end to end: ${engine}`, () => {
+      it(`cannot run: ${missing}`, () => {
+        throw new Error(`npm run test:lab cannot run the ${engine} suite: ${missing}`);
+      });
+    });
+    return;
+  }
+  const unknown = ENGINES.filter((e) => e !== "haproxy" && e !== "nginx");
+  if (unknown.length) throw new Error(`HAKUBE_LAB_ENGINES=${ENGINES.join(",")}: unknown engine(s) ${unknown.join(", ")} (haproxy, nginx)`);
+  const why = ENGINES.includes(engine) ? undefined : `HAKUBE_LAB_ENGINES=${ENGINES.join(",")}`;
   describe.skipIf(why !== undefined)(`lab end to end: ${engine}${why ? ` (skipped: ${why})` : ""}`, () => {
     const report = new LabReport(engine);
     let d: LabDeployResult;
@@ -135,8 +148,7 @@ export function labSuite(engine: Engine): void {
         log: (l) => log.push(l),
       });
       if (REUSE) {
-        fs.mkdirSync(path.dirname(reuseFile), { recursive: true, mode: 0o700 });
-        fs.writeFileSync(reuseFile, JSON.stringify({ generation, state: Object.fromEntries(d.state) }), { mode: 0o600 });
+        writeSecretFile(reuseFile, JSON.stringify({ generation, state: Object.fromEntries(d.state) }));
       }
       const f = d.figures;
       report.set("deploy", {
@@ -325,9 +337,13 @@ export function labSuite(engine: Engine): void {
 
     it("an unchanged deploy (same config, same state) runs no command", async () => {
       const base = readStackFile("Pulumi.dev.yaml")["hakube:loadBalancer"] as Record<string, unknown>;
-      const again = await deployLab({ overrides: { "hakube:loadBalancer": { ...base, engine } }, components: COMPONENTS, state: d.state, evaluate: runProgram, log: () => undefined });
+      const again = await deployLab({ overrides: { "hakube:loadBalancer": { ...base, engine } }, components: COMPONENTS, state: d.state, ran: d.ran, evaluate: runProgram, log: () => undefined });
       report.set("unchangedDeploy", { executed: again.executions.length, wallMs: again.figures.wallMs });
       expect(again.executions.map((e: Execution) => e.name)).toEqual([]);
+      // the summary tells "ran before, unchanged" from "never ran" (recorded only)
+      expect(again.figures.unchangedRan).toBe(d.figures.executed);
+      expect(Object.values(again.figures.neverRan).reduce((a, n) => a + n, 0)).toBe(d.figures.skipped);
+      expect(Object.keys(again.figures.neverRan).every((c) => !COMPONENTS.includes(c))).toBe(true);
     }, 5 * 60_000);
 
     it("secrets: key files are 0600; no private key, token or SSH key in any command text, journal, or file outside the key files", async () => {

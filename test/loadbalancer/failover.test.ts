@@ -9,9 +9,10 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { renderCheckScript, renderHaproxyConfig, renderKeepalivedConfig, resolve } from "../../components/loadbalancer/render";
 import { canUnshareNet, devInput, hasCommand, makeCa, missing } from "./fixtures";
+import { describeReal } from "../harness/real";
 
 const why =
   missing(["haproxy", "keepalived", "unshare", "nsenter", "ss"], true) ??
@@ -19,7 +20,7 @@ const why =
   (canUnshareNet() ? undefined : "needs root and network namespaces");
 if (why) console.warn(`[loadbalancer] failover test skipped: ${why}`);
 
-describe.skipIf(!!why)(`VRRP failover with the rendered configs${why ? ` (skipped: ${why})` : ""}`, () => {
+describeReal("VRRP failover with the rendered configs", why, () => {
   let dir: string;
   const res: Record<string, string> = {};
   let raw = "";

@@ -30,6 +30,7 @@ import {
 } from "../../components/loadbalancer/render";
 import { wrapScript } from "../../components/remote/shell";
 import { allVariants, bash, makeCa, missing, variantInput, versionOf, type Variant } from "./fixtures";
+import { describeReal } from "../harness/real";
 
 const base = (): LbInput => variantInput({ id: "x", engine: "haproxy", vrrp: "unicast", ingress: true, lbCount: 2, colocated: false });
 const FAKE_CA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n";
@@ -148,7 +149,7 @@ describe("rendered files", () => {
 const why = missing(["haproxy", "nginx", "keepalived"], true);
 if (why) console.warn(`[loadbalancer] real validator tests skipped: ${why}`);
 
-describe.skipIf(!!why)(`real validators${why ? ` (skipped: ${why})` : ""}`, () => {
+describeReal("real validators", why, () => {
   let dir: string;
   const results = new Map<string, string>();
   interface Job {
