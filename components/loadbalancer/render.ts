@@ -764,6 +764,12 @@ ${writeTo('"$candidate"', renderKeepalivedConfig(r, hostName))}
 lb_validate keepalived "$candidate"
 hakube_put ${shqAll([p.keepalivedConfig, "0644", "root", "root"])} < "$candidate"
 
+# the holder bonus survives a reload that brings it in (an upgrade from a config without it):
+# keepalived runs the notify script only on state changes, so record now what it would have written
+vip_here=0
+case " $(ip -o -4 addr show dev ${shq(r.interface)} | awk '{print $4}' | tr '\\n' ' ') " in *${shq(` ${r.vip}/`)}*) vip_here=1 ;; esac
+[ "$(cat ${shq(p.holderFile)} 2>/dev/null || true)" = "$vip_here" ] || printf '%s\\n' "$vip_here" > ${shq(p.holderFile)}
+
 want=$(sha256sum < ${shq(p.keepalivedConfig)} | cut -d' ' -f1)
 lb_apply keepalived ${shq(stamp)} "$want"
 # ready: the VIP answers on the API port (from whichever load balancer holds it)
