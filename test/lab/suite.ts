@@ -699,7 +699,21 @@ export function labSuite(engine: Engine): void {
       it("partition of the VIP holder (both rounds: the first and the second load balancer cut off): both hold while it is cut off; on heal exactly one holder, the first in host order", async () => {
         const rounds: Record<string, unknown>[] = [];
         for (let round_ = 0; round_ < 2; round_++) {
+          // round 0 cuts off the first load balancer while it holds the VIP, round 1 the second
+          const want = lbs[round_];
+          const current = await holderPair();
+          if (current.holder !== want) {
+            // move the VIP to `want`: stop the engine on the holder, start it again (it stays BACKUP)
+            await onHostOk(targets[current.holder], `systemctl stop ${engine}`);
+            try {
+              await waitFor(`VIP only on ${want}`, async () => (await holders(lbs, vip)).join() === want, 20_000, 50);
+            } finally {
+              await onHostOk(targets[current.holder], `systemctl start ${engine}`);
+            }
+            await settle(current.holder, "BACKUP", want);
+          }
           const { holder, other } = await holderPair();
+          expect(holder).toBe(want);
           let healed = false;
           await labRun(["partition", holder]);
           const tPart = now();
