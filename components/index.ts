@@ -34,6 +34,8 @@ export {
   parseTaint,
   normalizeHostKey,
   isKubeletSettableLabel,
+  labelKeyProblem,
+  keyPath,
   type LoadedSpec,
   type ClusterSpec,
   type HostSpec,
