@@ -121,3 +121,14 @@ describe("preview: the HAProxy change's diff", () => {
     expect([...new Set(changed.map((l) => l.trim()))].sort()).toEqual(["+hard-stop-after 2h", "+timeout client 2h", "+timeout server 2h", "-hard-stop-after 1h", "-timeout client 1h", "-timeout server 1h"].map((l) => l.replace(/^([-+])/, "$1    ").trim()).sort());
   });
 });
+
+describe("README shows one preview", () => {
+  it("the README's preview is the HAProxy change's lb1 diff, as in docs/previews, and says how it was made", () => {
+    const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
+    const doc = fs.readFileSync(path.join(ROOT, "docs/previews/haproxy-timeout.md"), "utf8");
+    const lb1 = codeBlocks(doc).find((b) => b.startsWith("--- a/lb-proxy-lb1.create"))!;
+    expect(lb1).toContain("+    timeout client 2h");
+    expect(codeBlocks(readme)).toContain(lb1);
+    expect(readme).toContain("not captured from\n`pulumi preview`");
+  });
+});
