@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { secretValues } from "./harness/fixtures";
 import { computePreview, SECRET_PROPERTIES, programCopyWith, type Preview, type PreviewInput } from "./harness/previews";
-import { readStackFile, ROOT, TEST_SSH_KEY, type StackConfig } from "./harness/program";
+import { readStackFile, ROOT, runProgram, TEST_SSH_KEY, type RunResult, type StackConfig } from "./harness/program";
 
 const WRITE = process.env.HAKUBE_WRITE_PREVIEWS === "1";
 const base = (): StackConfig => ({ ...readStackFile("Pulumi.prod.example.yaml"), sshPrivateKey: TEST_SSH_KEY });
@@ -60,6 +60,10 @@ const CHANGES: (PreviewInput & { expected: Expected })[] = [
   },
 ];
 
+/** The base evaluation, shared by the three changes (each compares with it). */
+let baseRun: Promise<RunResult> | undefined;
+const baseline = () => (baseRun ??= runProgram(base()));
+
 /** The fenced code blocks of a markdown text. */
 const codeBlocks = (md: string) => [...md.matchAll(/```[a-z]*\n([\s\S]*?)```/g)].map((m) => m[1]);
 /** The table rows (op, resource, type, changed inputs). */
@@ -70,7 +74,7 @@ for (const c of CHANGES) {
     let p: Preview;
     beforeAll(async () => {
       const input = c.slug === "haproxy-timeout" ? { ...c, module: programCopyWith("components/loadbalancer/render.ts", (t) => t.replace('export const IDLE_TIMEOUT = "1h";', 'export const IDLE_TIMEOUT = "2h";')) } : c;
-      p = await computePreview(input);
+      p = await computePreview(input, await baseline());
       if (WRITE) {
         fs.mkdirSync(path.join(ROOT, "docs/previews"), { recursive: true });
         fs.writeFileSync(path.join(ROOT, "docs/previews", `${c.slug}.md`), p.markdown + "\n");

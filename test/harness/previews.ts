@@ -108,8 +108,9 @@ function commandText(r: Registration, prop: "create" | "delete"): string {
   return String(r.inputs[prop] ?? "");
 }
 
-export async function computePreview(p: PreviewInput): Promise<Preview> {
-  const before = await runProgram(p.base);
+/** `before`: an evaluation of `p.base` to reuse (several changes to one base need it once). */
+export async function computePreview(p: PreviewInput, before?: RunResult): Promise<Preview> {
+  before ??= await runProgram(p.base);
   if (before.error) throw before.error;
   const after = await runProgram(p.changed ?? p.base, { state: before.harness.state, ...(p.module ? { module: path.relative(ROOT, p.module) } : {}) });
   if (after.error) throw after.error;
