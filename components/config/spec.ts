@@ -1037,3 +1037,24 @@ export function parseNodePoolConfig(input: NodePoolConfigInput): { hosts: HostSp
   if (p.list.length) throw new ConfigError(p.list);
   return { hosts, kubernetes: kubernetes as KubernetesSpec, warnings };
 }
+
+/* ------------------------------------------------------------------ the schemas, for documentation checks */
+
+/**
+ * The schema of every stack setting (namespace `hakube`, one entry per `CONFIG_KEYS` key): the
+ * README's configuration reference is checked against it, key by key and field by field
+ * (test/readme-reference.test.ts). A new setting goes into `CONFIG_KEYS`, its schema here, and
+ * its documentation into the README.
+ */
+export const CONFIG_SCHEMAS: Record<(typeof CONFIG_KEYS)[number], z.ZodType> = {
+  clusterName: scalarSchemas.clusterName,
+  sshUser: scalarSchemas.sshUser,
+  sshPort: scalarSchemas.sshPort,
+  sshPrivateKey: z.string(),
+  strictHostKeys: scalarSchemas.strictHostKeys,
+  hosts: z.array(HostSchema),
+  loadBalancer: LoadBalancerSchema,
+  etcd: EtcdSchema,
+  kubernetes: KubernetesSchema,
+  cni: CniSchema,
+};

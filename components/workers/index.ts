@@ -31,15 +31,23 @@ export type { JoinInfo } from "../node";
 export interface WorkerPoolArgs {
   /** Runs the steps (its SSH key reaches the workers, and `controlPlane` when given). */
   hosts: Hosts;
-  /** The workers (role worker, not controlplane). */
+  /**
+   * The workers: role `worker` and not `controlplane` (refused otherwise). May be empty. Their
+   * `labels` and `taints` apply at registration (kubelet-settable labels only: the parsers check).
+   * Names must not collide with another pool's: the node name is the host name.
+   */
   workers: HostSpec[];
-  /** `{ endpoint, token, caCertHash }` (secret), e.g. a StackReference output of the cluster's stack. */
+  /** `{ endpoint: "<vip>:<port>", token, caCertHash: "sha256:<hex>" }` (treated as secret), e.g. `ControlPlane.joinInfo` or a StackReference output of the cluster's stack. */
   joinInfo: pulumi.Input<JoinInfo>;
-  /** version, packages, aptRepository, containerd, bootstrapTokenTtl (as `hakube:kubernetes`). */
+  /**
+   * Node settings as in `hakube:kubernetes`: `version` (must equal the cluster's), `packages`,
+   * `aptRepository`, `containerd`, `bootstrapTokenTtl` (Go duration, default `24h`; used by the
+   * token step when `controlPlane` is given).
+   */
   kubernetes: NodeKubernetesSettings;
-  /** A control plane (it has /etc/kubernetes/admin.conf) that refreshes the bootstrap token before joins and drains removed workers. */
+  /** Optional: a control plane (it has /etc/kubernetes/admin.conf) that `hosts` reaches; it refreshes the bootstrap token before joins and drains removed workers. Without it the token must be valid and removed nodes stay NotReady until deleted. */
   controlPlane?: HostSpec;
-  /** Joins wait for these (e.g. the control plane's init). */
+  /** Joins wait for these (e.g. `ControlPlane.initialized`). Default none. */
   dependsOn?: pulumi.Input<pulumi.Resource>[];
 }
 
