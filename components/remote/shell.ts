@@ -21,9 +21,10 @@ export function shqAll(words: (string | number)[]): string {
 
 /** A heredoc delimiter that does not occur as a line of `text`. */
 export function heredocDelimiter(text: string, base: string): string {
-  const lines = new Set(text.split("\n"));
+  // a line equal to d: the whole text, its first or last line, or one in between (no split of a long script)
+  const isLine = (d: string) => text === d || text.startsWith(`${d}\n`) || text.endsWith(`\n${d}`) || text.includes(`\n${d}\n`);
   let d = base;
-  for (let i = 1; lines.has(d); i++) d = `${base}_${i}`;
+  for (let i = 1; isLine(d); i++) d = `${base}_${i}`;
   return d;
 }
 
