@@ -63,7 +63,118 @@ function arg(name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
+interface Evaluation {
+  hosts: number;
+  resources: number;
+  commands: number;
+  evaluationMs: number;
+  cpuMs: number;
+  wallMs: number;
+  maxRssKb: number;
+  maxCommandsPerHost: number;
+  commandsPerHostByRole: Record<string, number>;
+  floor: { evaluationMs: number; cpuMs: number; maxRssKb: number };
+}
+
+export interface Report {
+  date: string;
+  machine: string;
+  loadStart: string;
+  loadEnd: string;
+  nodeArgs: string[];
+  evaluations: Evaluation[];
+  determinism: { hosts: number; resources: number; differing: number; added: number; removed: number; examples: string[] }[];
+  blastSize: number;
+  blastResources: number;
+  blast: (BlastResult & { what: string; allowed: string; kinds: string })[];
+}
+
+const roleText = (n: number) => {
+  const r = rolePlan(n);
+  return r.shared ? `${n} × cp+etcd+worker (${r.lbs} also LB)` : `${r.lbs} LB, ${r.etcd} etcd, ${r.cps} CP, ${r.workers} workers`;
+};
+
+export function evaluationTable(evals: Evaluation[]): string {
+  return table(
+    ["hosts", "roles", "resources", "commands", "resources/host", "commands/host (max; by role)", "evaluation s (wall)", "CPU s", "process s", "peak RSS MB", "SDK floor: wall s / CPU s / RSS MB", "ours: wall s / CPU s"],
+    evals.map((e) => [
+      e.hosts,
+      roleText(e.hosts),
+      e.resources,
+      e.commands,
+      (e.resources / e.hosts).toFixed(1),
+      `${e.maxCommandsPerHost}; ${Object.entries(e.commandsPerHostByRole).map(([r, c]) => `${r} ${c}`).join(", ")}`,
+      s(e.evaluationMs),
+      s(e.cpuMs),
+      s(e.wallMs),
+      mb(e.maxRssKb),
+      `${s(e.floor.evaluationMs)} / ${s(e.floor.cpuMs)} / ${mb(e.floor.maxRssKb)}`,
+      `${s(Math.max(0, e.evaluationMs - e.floor.evaluationMs))} / ${s(Math.max(0, e.cpuMs - e.floor.cpuMs))}`,
+    ]),
+  );
+}
+
+const NOT_MEASURED: [string, string][] = [
+  ["`pulumi preview` time for the same topologies (real engine)", "not measured: the real Pulumi engine cannot run here (provider plugins are not served by the Go module proxy)"],
+  ["bring-up wall time, critical path and their ratio on the lab cluster", "not measured: needs the real-engine lab with Kubernetes, which does not run yet"],
+  ["wall time growth from 2 to 6 workers", "not measured: needs the real-engine lab with Kubernetes, which does not run yet"],
+];
+
+/** Every table, as markdown sections (`##` for the terminal, `###` inside docs/benchmarks.md). */
+export function renderReport(r: Report, level = "##"): string {
+  const det = table(
+    ["hosts", "resources", "inputs differing", "added", "removed"],
+    r.determinism.map((d) => [d.hosts, d.resources, d.differing, d.added, d.removed]),
+  );
+  const examples = r.determinism.filter((d) => d.examples.length).map((d) => `${d.hosts} hosts differ in: ${d.examples.join(", ")}`);
+  const blast = table(
+    ["change", "inputs changed", "added", "removed", "what (changed + added)", "may touch", "outside that"],
+    r.blast.map((b) => [b.what, b.changed, b.added, b.removed, b.kinds, b.allowed, b.violations.length ? b.violations.join(", ") : "none"]),
+  );
+  return [
+    `${level} Evaluation cost (index.ts under record-only mocks, one process each)`,
+    "",
+    evaluationTable(r.evaluations),
+    "",
+    `${level} Determinism (second evaluation in a fresh process, same provider state)`,
+    "",
+    det,
+    ...(examples.length ? ["", ...examples] : []),
+    "",
+    `${level} Blast radius (${r.blastSize} hosts: ${roleText(r.blastSize)}; of ${r.blastResources} resources)`,
+    "",
+    blast,
+    "",
+    `${level} Not measured`,
+    "",
+    table(["figure", "status"], NOT_MEASURED),
+    "",
+  ].join("\n");
+}
+
+const BEGIN = "<!-- bench:begin -->";
+const END = "<!-- bench:end -->";
+
+/** Replace the figures section of docs/benchmarks.md (between the bench markers). */
+export function writeDocs(r: Report): void {
+  const file = path.join(ROOT, "docs", "benchmarks.md");
+  const text = fs.readFileSync(file, "utf8");
+  const i = text.indexOf(BEGIN);
+  const j = text.indexOf(END);
+  if (i < 0 || j < 0) throw new Error(`${file}: no ${BEGIN} … ${END} section`);
+  const head = `Measured ${r.date.slice(0, 16).replace("T", " ")} UTC on ${r.machine}; load average (1, 5, 15 min) ${r.loadStart} at the start, ${r.loadEnd} at the end; node flags: ${r.nodeArgs.join(" ") || "(none)"}.`;
+  fs.writeFileSync(file, `${text.slice(0, i + BEGIN.length)}\n${head}\n\n${renderReport(r, "###")}${text.slice(j)}`);
+  console.log(`updated ${file}`);
+}
+
 async function main() {
+  const from = arg("--docs-from");
+  if (from) {
+    const r = JSON.parse(fs.readFileSync(from, "utf8")) as Report;
+    console.log(renderReport(r));
+    writeDocs(r);
+    return;
+  }
   const sizes = (arg("--sizes") ?? SIZES.join(",")).split(",").map(Number);
   const blastSize = Number(arg("--blast-size") ?? 30);
   const nodeArgs = arg("--node-args") !== undefined ? arg("--node-args")!.split(/\s+/).filter(Boolean) : projectNodeArgs();
@@ -74,8 +185,8 @@ async function main() {
   console.log(`hakube bench — ${started.toISOString()}\nmachine: ${machine}\nload average at start: ${load}\nnode flags for the program: ${nodeArgs.join(" ") || "(none)"}\n`);
 
   // 1 + 2: evaluation cost, floor, determinism
-  const evals: Record<string, unknown>[] = [];
-  const determinism: { hosts: number; resources: number; differing: number; added: number; removed: number; examples: string[] }[] = [];
+  const evals: Report["evaluations"] = [];
+  const determinism: Report["determinism"] = [];
   for (const n of sizes) {
     const state = path.join(tmp, `state-${n}.json`);
     const d1 = path.join(tmp, `digests-${n}-a.json`);
@@ -91,47 +202,15 @@ async function main() {
     const b = JSON.parse(fs.readFileSync(d2, "utf8")).digests;
     const diff = diffInputs(a, b);
     determinism.push({ hosts: n, resources: Object.keys(a).length, differing: diff.changed.length, added: diff.added.length, removed: diff.removed.length, examples: [...diff.changed, ...diff.added, ...diff.removed].slice(0, 5) });
-    evals.push({ ...e, floor: f });
+    evals.push({ ...(e as unknown as Evaluation), floor: f as unknown as Evaluation["floor"] });
   }
-
-  const p = (n: number) => rolePlan(n);
-  const roleText = (n: number) => {
-    const r = p(n);
-    return r.shared ? `${n} × cp+etcd+worker (${r.lbs} also LB)` : `${r.lbs} LB, ${r.etcd} etcd, ${r.cps} CP, ${r.workers} workers`;
-  };
-  const evalTable = table(
-    ["hosts", "roles", "resources", "commands", "resources/host", "commands/host (max; by role)", "evaluation s (wall)", "CPU s", "process s", "peak RSS MB", "SDK floor: wall s / CPU s / RSS MB", "ours: wall s / CPU s"],
-    evals.map((e: any) => [
-      e.hosts,
-      roleText(e.hosts),
-      e.resources,
-      e.commands,
-      (e.resources / e.hosts).toFixed(1),
-      `${e.maxCommandsPerHost}; ${Object.entries(e.commandsPerHostByRole).map(([r, c]) => `${r} ${c}`).join(", ")}`,
-      s(e.evaluationMs),
-      s(e.cpuMs),
-      s(e.wallMs),
-      mb(e.maxRssKb),
-      `${s(e.floor.evaluationMs)} / ${s(e.floor.cpuMs)} / ${mb(e.floor.maxRssKb)}`,
-      `${s(Math.max(0, e.evaluationMs - e.floor.evaluationMs))} / ${s(Math.max(0, e.cpuMs - e.floor.cpuMs))}`,
-    ]),
-  );
-  console.log("## Evaluation cost (index.ts under record-only mocks, one process each)\n");
-  console.log(evalTable + "\n");
-  const detTable = table(
-    ["hosts", "resources", "inputs differing", "added", "removed"],
-    determinism.map((d) => [d.hosts, d.resources, d.differing, d.added, d.removed]),
-  );
-  console.log("## Determinism (second evaluation in a fresh process, same provider state)\n");
-  console.log(detTable + "\n");
-  for (const d of determinism) if (d.examples.length) console.log(`  ${d.hosts} hosts differ in: ${d.examples.join(", ")}`);
 
   // 3: blast radius
   const baseState = path.join(tmp, `state-${blastSize}.json`);
   const baseDigests = path.join(tmp, `digests-${blastSize}-a.json`);
   if (!fs.existsSync(baseState)) child(["topology", String(blastSize), "--state-out", baseState, "--digests-out", baseDigests], nodeArgs);
   const base = JSON.parse(fs.readFileSync(baseDigests, "utf8")).digests;
-  const blast: (BlastResult & { what: string; allowed: string; kinds: string })[] = [];
+  const blast: Report["blast"] = [];
   for (const knob of KNOBS) {
     process.stderr.write(`blast radius: ${knob.id}...\n`);
     const out = path.join(tmp, `digests-${blastSize}-${knob.id}.json`);
@@ -141,63 +220,15 @@ async function main() {
     const res = checkBlast(knob, knob.change(benchTopology(blastSize)), diff);
     blast.push({ ...res, what: knob.what, allowed: knob.allowed, kinds: summarizeKinds([...diff.changed, ...diff.added], hostNames) });
   }
-  const blastTable = table(
-    ["change", "inputs changed", "added", "removed", "what (changed + added)", "may touch", "outside that"],
-    blast.map((b) => [b.what, b.changed, b.added, b.removed, b.kinds, b.allowed, b.violations.length ? b.violations.join(", ") : "none"]),
-  );
-  console.log(`## Blast radius (${blastSize} hosts: ${roleText(blastSize)}; of ${Object.keys(base).length} resources)\n`);
-  console.log(blastTable + "\n");
-
-  // 4: what is not measured here
-  const notMeasured = table(
-    ["figure", "status"],
-    [
-      ["`pulumi preview` time for the same topologies (real engine)", "not measured: the real Pulumi engine cannot run here (provider plugins are not served by the Go module proxy)"],
-      ["bring-up wall time, critical path and ratio on the lab cluster", "not measured: needs the real-engine lab with Kubernetes, which does not run yet"],
-      ["wall time growth from 2 to 6 workers", "not measured: needs the real-engine lab with Kubernetes, which does not run yet"],
-    ],
-  );
-  console.log("## Not measured\n");
-  console.log(notMeasured + "\n");
 
   const endLoad = os.loadavg().map((x) => x.toFixed(2)).join(", ");
-  console.log(`load average at end: ${endLoad}`);
-  const report = { date: started.toISOString(), machine, loadStart: load, loadEnd: endLoad, nodeArgs, evaluations: evals, determinism, blastSize, blast };
+  const report: Report = { date: started.toISOString(), machine, loadStart: load, loadEnd: endLoad, nodeArgs, evaluations: evals, determinism, blastSize, blastResources: Object.keys(base).length, blast };
+  console.log(renderReport(report));
   const reports = path.join(ROOT, "reports");
   fs.mkdirSync(reports, { recursive: true });
   fs.writeFileSync(path.join(reports, "bench.json"), JSON.stringify(report, null, 2) + "\n");
   console.log(`figures: ${path.join(reports, "bench.json")}`);
-
-  if (process.argv.includes("--docs")) {
-    const file = path.join(ROOT, "docs", "benchmarks.md");
-    const text = fs.readFileSync(file, "utf8");
-    const body = [
-      `Measured ${started.toISOString().slice(0, 16).replace("T", " ")} UTC on ${machine}; load average ${load} at the start, ${endLoad} at the end${os.cpus().length <= 2 ? " (a Go build ran in the background: a busy machine)" : ""}; node flags: ${nodeArgs.join(" ") || "(none)"}.`,
-      "",
-      "### Evaluation cost",
-      "",
-      evalTable,
-      "",
-      "### Determinism",
-      "",
-      detTable,
-      "",
-      `### Blast radius (${blastSize} hosts: ${roleText(blastSize)}; of ${Object.keys(base).length} resources)`,
-      "",
-      blastTable,
-      "",
-      "### Not measured",
-      "",
-      notMeasured,
-    ].join("\n");
-    const begin = "<!-- bench:begin -->";
-    const end = "<!-- bench:end -->";
-    const i = text.indexOf(begin);
-    const j = text.indexOf(end);
-    if (i < 0 || j < 0) throw new Error(`${file}: no ${begin} … ${end} section`);
-    fs.writeFileSync(file, text.slice(0, i + begin.length) + "\n" + body + "\n" + text.slice(j));
-    console.log(`updated ${file}`);
-  }
+  if (process.argv.includes("--docs")) writeDocs(report);
   fs.rmSync(tmp, { recursive: true, force: true });
   const bad = determinism.some((d) => d.differing + d.added + d.removed > 0) || blast.some((b) => b.violations.length > 0);
   if (bad) {
