@@ -1,5 +1,7 @@
 /**
- * `npm run bench [-- --sizes 3,30,100,300] [--blast-size 30] [--docs]`
+ * `npm run bench [-- --sizes 3,30,100,300] [--blast-size 30] [--node-args "…"] [--docs]`
+ * `npm run bench -- --docs-from reports/bench.json`    (rewrite docs/benchmarks.md from a run)
+ * `npm run bench -- --compare BEFORE.json,AFTER.json`  (before → after table into docs/benchmarks.md)
  *
  * Prints (and writes to reports/bench.json; with --docs also into docs/benchmarks.md):
  * 1. Evaluation cost of `index.ts` on generated topologies (bench/topology.ts) under the
@@ -167,7 +169,58 @@ export function writeDocs(r: Report): void {
   console.log(`updated ${file}`);
 }
 
+/**
+ * Before → after for docs/benchmarks.md (between the compare markers): two reports, e.g. the
+ * bench run on main and on this branch back to back. CPU seconds are the figure to compare on a
+ * busy machine.
+ */
+export function compareTable(before: Report, after: Report): string {
+  const by = (r: Report) => new Map(r.evaluations.map((e) => [e.hosts, e]));
+  const a = by(before);
+  const b = by(after);
+  const hosts = [...b.keys()].filter((h) => a.has(h));
+  const worker = (e: Evaluation) => e.commandsPerHostByRole.worker ?? e.maxCommandsPerHost;
+  return table(
+    ["hosts", "resources", "commands", "commands/worker (max/host)", "evaluation CPU s", "evaluation wall s", "peak RSS MB", "ours above the floor, CPU s"],
+    hosts.map((h) => {
+      const x = a.get(h)!;
+      const y = b.get(h)!;
+      const arrow = (f: (e: Evaluation) => string | number) => `${f(x)} → ${f(y)}`;
+      return [
+        h,
+        arrow((e) => e.resources),
+        arrow((e) => e.commands),
+        `${worker(x)} (${x.maxCommandsPerHost}) → ${worker(y)} (${y.maxCommandsPerHost})`,
+        arrow((e) => s(e.cpuMs)),
+        arrow((e) => s(e.evaluationMs)),
+        arrow((e) => mb(e.maxRssKb)),
+        arrow((e) => s(Math.max(0, e.cpuMs - e.floor.cpuMs))),
+      ];
+    }),
+  );
+}
+
+function writeCompare(before: Report, after: Report): void {
+  const file = path.join(ROOT, "docs", "benchmarks.md");
+  const text = fs.readFileSync(file, "utf8");
+  const [B, E] = ["<!-- compare:begin -->", "<!-- compare:end -->"];
+  const i = text.indexOf(B);
+  const j = text.indexOf(E);
+  if (i < 0 || j < 0) throw new Error(`${file}: no ${B} … ${E} section`);
+  const note = `Measured back to back on ${after.machine}: before ${before.date.slice(0, 16).replace("T", " ")} UTC (load ${before.loadStart} → ${before.loadEnd}; node flags ${before.nodeArgs.join(" ") || "none"}), after ${after.date.slice(0, 16).replace("T", " ")} UTC (load ${after.loadStart} → ${after.loadEnd}; node flags ${after.nodeArgs.join(" ") || "none"}).`;
+  const body = `${note}\n\n${compareTable(before, after)}\n`;
+  console.log(body);
+  fs.writeFileSync(file, `${text.slice(0, i + B.length)}\n${body}${text.slice(j)}`);
+  console.log(`updated ${file}`);
+}
+
 async function main() {
+  const cmp = arg("--compare");
+  if (cmp) {
+    const [before, after] = cmp.split(",").map((f) => JSON.parse(fs.readFileSync(f, "utf8")) as Report);
+    writeCompare(before, after);
+    return;
+  }
   const from = arg("--docs-from");
   if (from) {
     const r = JSON.parse(fs.readFileSync(from, "utf8")) as Report;
