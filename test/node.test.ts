@@ -19,6 +19,7 @@ import {
   renderContainerdScript,
   renderRegistryFiles,
   renderPackagesScript,
+  renderPrepareScript,
   renderSystemScript,
   renderTokenScript,
   type NodeSettings,
@@ -68,6 +69,8 @@ const VARIANTS: [string, string][] = [
   ["containerd preinstalled", renderContainerdScript(settings({}, { source: "preinstalled" }))],
   ["containerd 1.35", renderContainerdScript(settings({ version: "1.35.9" }))],
   ["containerd air-gapped", renderContainerdScript(AIRGAP)],
+  ["prepare (upstream containerd, pkgs.k8s.io)", renderPrepareScript(settings())],
+  ["prepare (preinstalled)", renderPrepareScript(settings({ packages: "preinstalled" }, { source: "preinstalled" }))],
   ["token 24h", renderTokenScript({ joiner: "w1", ttlSeconds: 86400 })],
   ["token 0", renderTokenScript({ joiner: "w1", ttlSeconds: 0 })],
 ];
@@ -81,6 +84,25 @@ describe("syntax", () => {
       if (sc !== undefined) expect(sc).toBe("");
     });
   }
+});
+
+describe("prepare step", () => {
+  it("holds the system, packages and containerd parts verbatim, in that order, each in its own subshell named in failures", () => {
+    const k = settings();
+    const s = renderPrepareScript(k);
+    const parts = [renderSystemScript(k), renderPackagesScript(k), renderContainerdScript(k)];
+    let at = 0;
+    for (const [i, label] of ["system", "packages", "containerd"].entries()) {
+      const open = s.indexOf(`# ---- part: ${label}\n(\n`, at);
+      expect(open, label).toBeGreaterThanOrEqual(at);
+      const body = s.indexOf(parts[i].trimEnd(), open);
+      expect(body, label).toBeGreaterThan(open);
+      expect(s.slice(open, body)).toContain(`HAKUBE_STEP="$HAKUBE_STEP (${label})"`);
+      at = body + parts[i].trimEnd().length;
+      expect(s.slice(at, at + 3)).toBe("\n)\n");
+    }
+    expect(s.trimEnd().split("\n").pop()).toBe(`echo "ok: node prepared for Kubernetes ${k.version}"`);
+  });
 });
 
 describe("system step", () => {

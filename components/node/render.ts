@@ -2,20 +2,21 @@
  * Node preparation (control planes and workers) and the node-side steps every Kubernetes node
  * shares: script bodies for the remote steps. Pure: no Pulumi import.
  *
- * Steps, in order, per host:
+ * One `prepare` step per host (`renderPrepareScript`), in three parts, in order:
  *   system     — cgroup v2, base packages, overlay/br_netfilter, sysctls, swap off (now and at boot)
  *   packages   — kubeadm/kubelet/kubectl from pkgs.k8s.io, pinned and held (or only verified)
  *   containerd — containerd (upstream release, distribution package or preinstalled) with
  *                SystemdCgroup = true and kubeadm's pause image as the pinned sandbox image
- * The packages step comes before containerd so the sandbox image can be asked from the
- * installed kubeadm (`kubeadm config images list`).
+ * The packages part comes before containerd so the sandbox image can be asked from the
+ * installed kubeadm (`kubeadm config images list`). Each part runs in its own subshell
+ * (`renderParts`), so it behaves as the step it used to be.
  */
 import * as semver from "semver";
 import { stringify } from "yaml";
 import { CGROUP_V1_FAIL_BY_DEFAULT_MINOR, CONTAINERD_CERTS_DIR, containerdRanges, DEFAULT_IMAGE_REPOSITORY, defaultPauseTag, describeRanges, type VersionRange } from "../config/defaults";
 import type { ContainerdSpec, KubernetesSpec, RegistryEndpoint, RegistrySpec } from "../config/spec";
 import { downloadFunctions, pinnedSha256 } from "../remote/download";
-import { putFile, shq, shqAll } from "../remote/shell";
+import { putFile, renderParts, shq, shqAll } from "../remote/shell";
 
 /** What node preparation needs from `hakube:kubernetes`. */
 export type NodeSettings = Pick<KubernetesSpec, "version" | "packages" | "aptRepository" | "containerd" | "imageRepository" | "allowCgroupV1">;
@@ -461,6 +462,19 @@ cri_ready() {
 }
 hakube_retry 60 "containerd CRI on ${CONTAINERD_SOCKET}" cri_ready
 echo "ok: containerd $v, sandbox $pause, SystemdCgroup = true, registries: ${Object.keys(k.containerd.registries ?? {}).sort().join(" ") || "defaults"}"
+`;
+}
+
+/* ------------------------------------------------------------------ the prepare step */
+
+/** The `prepare` step: system → packages → containerd, each part in its own subshell. */
+export function renderPrepareScript(k: NodeSettings): string {
+  return `# node preparation: system, Kubernetes packages, container runtime
+${renderParts([
+  { label: "system", body: renderSystemScript(k) },
+  { label: "packages", body: renderPackagesScript(k) },
+  { label: "containerd", body: renderContainerdScript(k) },
+])}echo "ok: node prepared for Kubernetes ${k.version}"
 `;
 }
 

@@ -63,6 +63,7 @@ export class WorkerPool extends pulumi.ComponentResource {
     if (bad.length) throw new Error(`hakube: WorkerPool ${name}: ${bad.map((h) => h.name).join(", ")} must have role worker and not controlplane`);
     const joinInfo = pulumi.secret(pulumi.output(args.joinInfo));
     const token = joinInfo.apply((j) => j.token);
+    const endpoint = joinInfo.apply((j) => j.endpoint);
 
     const nodeOptions = { ignorePreflightErrors: preflightErrorsToIgnore(k) };
     this.joins = {};
@@ -79,7 +80,7 @@ export class WorkerPool extends pulumi.ComponentResource {
       const secrets: pulumi.Input<string>[] = [];
       secrets[WORKER_STDIN.joinConfig] = joinConfig;
       secrets[WORKER_STDIN.token] = token;
-      secrets[WORKER_STDIN.endpoint] = joinInfo.apply((j) => j.endpoint);
+      secrets[WORKER_STDIN.endpoint] = endpoint;
       const join = hosts.step(this, name, {
         host,
         step: "join",
