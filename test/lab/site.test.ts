@@ -13,7 +13,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SshTarget } from "../harness/ssh";
-import { connections, labRun, onHost, onHostOk } from "./labctl";
+import { connections, onHost, onHostOk } from "./labctl";
 
 const HERE = __dirname;
 const STACK = path.join(HERE, "site-stack.yaml");
