@@ -17,7 +17,7 @@
  * processes) is removed at the end, also on Ctrl-C.
  *
  * Options: --etcd PATH[,PATH] (default /usr/bin/etcd and /var/cache/hakube-lab/etcd-bench/etcd
- * when present), --tunings 100/1000,150/1500,200/2000,250/2500, --loads idle,loaded,
+ * when present; test/etcd/bench-build-etcd.sh builds the latter from the Go module proxy), --tunings 100/1000,150/1500,200/2000,250/2500, --loads idle,loaded,
  * --trials 3, --window 180, --interval 25, --json FILE.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
