@@ -39,12 +39,13 @@ export interface StepArgs {
 }
 
 export interface HostsArgs {
+  /** Every host a step may run on (connections use `address`, `port`, `user`, `hostKey` when set). Names unique. */
   hosts: HostSpec[];
-  /** The SSH private key (secret). */
+  /** The SSH private key (PEM or OpenSSH) that reaches every host; wrapped as a secret. Rotating it changes no script (docs/operations.md). */
   sshPrivateKey: pulumi.Input<string>;
-  /** Ports each host must have free (or held by our own services), by host name. */
+  /** Ports each host must have free (or held by our own services), by host name: `portNeedsByHost(spec)`. A host without an entry checks no port. */
   ports: Record<string, PortNeed[]>;
-  /** Validity starts of certificates every host trusts (the CAs). */
+  /** Validity starts (RFC 3339) of certificates every host trusts (the CAs): each preflight refuses a host clock before them. Default none. */
   certificateStarts?: pulumi.Input<string>[];
 }
 
@@ -59,6 +60,8 @@ export class Hosts extends pulumi.ComponentResource {
   private readonly certStarts = new Map<string, pulumi.Input<string>[]>();
   private readonly names = new Set<string>();
   private readonly componentName: string;
+  /** One secret Output of the SSH key for every connection (not one per command). */
+  private readonly sshKey: pulumi.Output<string>;
   private constructionDone?: Promise<void>;
   private sealed = false;
 
@@ -66,6 +69,7 @@ export class Hosts extends pulumi.ComponentResource {
     super("hakube:remote:Hosts", name, {}, opts);
     this.componentName = name;
     this.args = args;
+    this.sshKey = pulumi.secret(args.sshPrivateKey);
     this.registerOutputs({});
   }
 
@@ -75,7 +79,7 @@ export class Hosts extends pulumi.ComponentResource {
       host: host.address,
       port: host.port,
       user: host.user,
-      privateKey: pulumi.secret(this.args.sshPrivateKey),
+      privateKey: this.sshKey,
       ...(host.hostKey ? { hostKey: host.hostKey } : {}),
     };
   }
@@ -136,13 +140,15 @@ export class Hosts extends pulumi.ComponentResource {
     const wrap = (body: string) =>
       wrapScript({ host: a.host.name, step: label, user: target.user, body, stdinItems: secretCount || undefined });
     const stdin = secretCount ? pulumi.secret(pulumi.all(a.secrets!).apply(encodeStdin)) : undefined;
+    const wrapDelete = (b: string) => wrapScript({ host: a.host.name, step: `${label} (delete)`, user: target.user, body: b });
+    // plain scripts are wrapped right away: an Output and an apply per script only when the script is one
     return new command.remote.Command(
       name,
       {
         connection: this.connection(target),
-        create: pulumi.output(a.script).apply(wrap),
+        create: typeof a.script === "string" ? wrap(a.script) : pulumi.output(a.script).apply(wrap),
         ...(a.deleteScript !== undefined
-          ? { delete: pulumi.output(a.deleteScript).apply((b) => wrapScript({ host: a.host.name, step: `${label} (delete)`, user: target.user, body: b })) }
+          ? { delete: typeof a.deleteScript === "string" ? wrapDelete(a.deleteScript) : pulumi.output(a.deleteScript).apply(wrapDelete) }
           : {}),
         ...(stdin ? { stdin, logging: "stderr" as const } : {}),
         addPreviousOutputInEnv: false,

@@ -156,7 +156,7 @@ class Cluster {
         members: ms,
         clusterName: `bench${slot}`,
         dataDir: path.join(dir, "data"),
-        paths: { configDir: dir, pkiDir, configFile: path.join(dir, "etcd.conf.yml"), unitFile: "/nonexistent", stateDir: dir, binDir: "/nonexistent" },
+        paths: { configDir: dir, pkiDir, configFile: path.join(dir, "etcd.conf.yml"), unitFile: "/nonexistent", stateDir: dir, binDir: "/nonexistent", distBinDir: "/nonexistent" },
         listenLocalhost: false,
         tuning,
       });

@@ -15,7 +15,7 @@
 import * as fs from "node:fs";
 import * as https from "node:https";
 import * as path from "node:path";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, expect, test } from "vitest";
 import { renderHealthGateScript } from "../../components/etcd/render";
 import { wrapScript } from "../../components/remote/shell";
 import { certRequest, locallySignedCert } from "../harness/crypto";
@@ -23,6 +23,7 @@ import type { Registration, ResourceState } from "../harness/mocks";
 import { readStackFile, runProgram, TEST_SSH_KEY, type StackConfig } from "../harness/program";
 import { analyzeGap, EtcdGrpc, now, sleep, Writer } from "./failover";
 import { busyPort, LocalHost, realEtcdUnavailable, runTool, tempBase } from "./local-hosts";
+import { describeReal } from "../harness/real";
 
 const DATA_DIR = "/srv/hakube-test-etcd-data";
 const ADDRS: Record<string, string> = { etcd1: "127.0.0.11", etcd2: "127.0.0.12", etcd3: "127.0.0.13", etcd4: "127.0.0.14" };
@@ -67,7 +68,7 @@ async function render(config: StackConfig, state: ResourceState): Promise<Render
 const skip = realEtcdUnavailable();
 if (skip) console.warn(`real etcd tests skipped: ${skip}`);
 
-describe.skipIf(!!skip)("EtcdCluster on real etcd 3.x processes (127.0.0.11-13)", () => {
+describeReal("EtcdCluster on real etcd 3.x processes (127.0.0.11-13)", skip, () => {
   const base = skip ? "" : tempBase();
   const hosts: Record<string, LocalHost> = {};
   const state: ResourceState = new Map();
