@@ -19,6 +19,7 @@ import { apiServerUrl, joinEndpoint, renderKubeconfig } from "../pki";
 import {
   asComment,
   ensureTokenStep,
+  preflightErrorsToIgnore,
   prepareNode,
   REDACTED,
   renderControlPlaneJoinConfig,
@@ -40,24 +41,27 @@ import {
 
 /** What the control planes need from the etcd cluster (EtcdCluster provides it; anything else may). */
 export interface ControlPlaneEtcd {
-  /** `https://<ip>:2379` client URLs. */
+  /** `https://<ip>:2379` client URLs, ≥ 1 (kubeadm's `etcd.external.endpoints`). */
   endpoints: pulumi.Input<string[]>;
+  /** The etcd CA certificate (PEM): the API servers verify the members against it. */
   caCertPem: pulumi.Input<string>;
-  /** The API server's etcd client certificate (signed by the etcd CA, clientAuth). */
+  /** The API server's etcd client certificate (PEM, signed by the etcd CA, clientAuth). */
   clientCertPem: pulumi.Input<string>;
-  /** Its key (secret). */
+  /** Its key (PEM, secret: installed from stdin with mode 0600). */
   clientKeyPem: pulumi.Input<string>;
-  /** The etcd health gate: kubeadm init waits for these. */
+  /** The etcd health gate: kubeadm init waits for these (may be empty for an etcd you run elsewhere). */
   ready: pulumi.Input<pulumi.Resource>[];
 }
 
 /** What the control planes need from the load-balancer pair. */
 export interface ControlPlaneLoadBalancer {
+  /** The API endpoint's IPv4 address (kubeadm `controlPlaneEndpoint` host, a certificate SAN). */
   vip: string;
+  /** The API endpoint's TCP port (1–65535; 6443 unless the load balancers share hosts with control planes). */
   port: number;
-  /** The load-balancer hosts' addresses and internal addresses (API server certificate SANs). */
+  /** The load-balancer hosts' addresses and internal addresses (extra API server certificate SANs); may be empty. */
   addresses: string[];
-  /** Ready when the VIP forwards to the control planes' port 6443. */
+  /** Ready when the VIP forwards to the control planes' port 6443: `kubeadm init` waits for these. */
   ready: pulumi.Input<pulumi.Resource>[];
 }
 
@@ -68,14 +72,31 @@ export type ControlPlanePki = Pick<
 >;
 
 export interface ControlPlaneArgs {
+  /** Cluster name (kubeadm `clusterName`, the kubeconfig's context). `^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`. */
   clusterName: string;
+  /** Runs the steps (SSH access to every control plane). */
   hosts: Hosts;
-  /** Hosts with role controlplane, in config order; the first one inits the cluster. */
+  /**
+   * The control planes, in config order: the first one runs `kubeadm init`, the others join one
+   * at a time in this order. Required: ≥ 1 (3 recommended), each with role `controlplane`.
+   * Reordering makes another host "first": keep the order stable.
+   */
   controlPlanes: HostSpec[];
+  /** The CAs, service-account key, admin certificate and bootstrap token (a `ClusterPki`). */
   pki: ControlPlanePki;
+  /**
+   * The `hakube:kubernetes` block as `parseClusterSpec` returns it: `version` (semver ≥ 1.31, default
+   * 1.37.1), `podSubnet` (IPv4 CIDR, default 10.244.0.0/16, a /24 per node), `serviceSubnet`
+   * (default 10.96.0.0/12, /12 at most), `dnsDomain` (default cluster.local), `packages`,
+   * `aptRepository`, `encryptionAlgorithm`, `bootstrapTokenTtl` (Go duration, default `24h`,
+   * `0` = never expires), `containerd`.
+   */
   kubernetes: KubernetesSpec;
+  /** The `hakube:cni` block: `plugin` `calico` | `flannel` | `cilium` | `none` (default calico), optional `manifestUrl` (required for cilium). */
   cni: CniSpec;
+  /** The external etcd the API servers use: an `EtcdCluster`'s outputs, or an existing cluster's endpoints and client certificate. */
   etcd: ControlPlaneEtcd;
+  /** The API endpoint in front of the control planes: a `LoadBalancerPair`'s, or any other TCP load balancer's VIP and port. */
   loadBalancer: ControlPlaneLoadBalancer;
 }
 
@@ -131,9 +152,14 @@ export class ControlPlane extends pulumi.ComponentResource {
         certSANs: [lb.vip, ...lb.addresses],
         etcdEndpoints: [...etcdEndpoints],
         encryptionAlgorithm: pki.algorithm,
+        ...(k.imageRepository ? { imageRepository: k.imageRepository } : {}),
+        allowCgroupV1: k.allowCgroupV1,
+        ...(k.kubeletConfiguration ? { kubeletConfiguration: k.kubeletConfiguration } : {}),
+        ...(k.kubeProxyConfiguration ? { kubeProxyConfiguration: k.kubeProxyConfiguration } : {}),
       }),
     );
     const discoveryOf = (token: string, caCertHash: string) => ({ endpoint, token, caCertHash });
+    const nodeOptions = { ignorePreflightErrors: preflightErrorsToIgnore(k) };
 
     const members: Record<string, command.remote.Command> = {};
     let previous: command.remote.Command | undefined;
@@ -142,7 +168,7 @@ export class ControlPlane extends pulumi.ComponentResource {
       const prepared = prepareNode(hosts, this, name, host, k);
       // the bootstrap token: valid before this host joins (for the first host: right after init, see below)
       const token = isFirst ? undefined : ensureTokenStep(hosts, this, name, { joiner: host, controlPlane: first, token: pki.bootstrapToken, ttl: k.bootstrapTokenTtl, dependsOn: [previous!] });
-      const joinConfig = pulumi.all([pki.bootstrapToken, pki.caCertHash]).apply(([t, h]) => renderControlPlaneJoinConfig(host, discoveryOf(t, h)));
+      const joinConfig = pulumi.all([pki.bootstrapToken, pki.caCertHash]).apply(([t, h]) => renderControlPlaneJoinConfig(host, discoveryOf(t, h), nodeOptions));
       const initConfig = isFirst ? pulumi.all([cluster, pki.bootstrapToken]).apply(([c, t]) => renderInitConfig(host, c, t, ttl)) : undefined;
       const script = pulumi.all([files, cluster, pki.caCertHash]).apply(([f, c, hash]) =>
         renderControlPlaneScript({
@@ -153,7 +179,7 @@ export class ControlPlane extends pulumi.ComponentResource {
           files: f,
           preview: {
             ...(isFirst ? { init: asComment(`${INIT_CONFIG_PATH} (on stdin; token redacted)`, renderInitConfig(host, c, REDACTED, ttl)) } : {}),
-            join: asComment(`${JOIN_CONFIG_PATH} (on stdin; token redacted)`, renderControlPlaneJoinConfig(host, discoveryOf(REDACTED, hash))),
+            join: asComment(`${JOIN_CONFIG_PATH} (on stdin; token redacted)`, renderControlPlaneJoinConfig(host, discoveryOf(REDACTED, hash), nodeOptions)),
           },
         }),
       );

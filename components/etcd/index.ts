@@ -24,15 +24,27 @@ import {
 export { clientUrl, peerUrl, initialCluster, initialClusterToken, DEFAULT_PATHS, PKI_FILES } from "./render";
 
 export interface EtcdClusterArgs {
-  /** Runs the steps (and each host's preflight). */
+  /** Runs the steps (and each host's preflight). Required; its SSH key must reach every member. */
   hosts: Hosts;
-  /** The hosts with role etcd, in host order (they may also have other roles). */
+  /**
+   * The members, in host order (the first one runs the health gate). Required: 1, 3, 5 or 7
+   * hosts (the cluster parser enforces the odd count; this class only refuses an empty list),
+   * each with role `etcd`; they may have other roles too. Names and internalAddresses unique.
+   * Changing the list of a bootstrapped cluster is refused by the member step (docs/etcd.md).
+   */
   members: HostSpec[];
-  /** The etcd CA (ClusterPki.etcdCa). */
+  /** The etcd CA (`ClusterPki.etcdCa`): signs every member and client certificate. Required; its key is secret. */
   ca: CertPair;
-  /** Key algorithm for every certificate issued here. */
+  /** Key algorithm of every certificate issued here: `ECDSA-P256` (what `hakube:kubernetes.encryptionAlgorithm` defaults to) or `RSA-2048`. */
   algorithm: EncryptionAlgorithm;
+  /**
+   * The `hakube:etcd` block as `parseClusterSpec` returns it (defaults applied): `version` (semver,
+   * default 3.6.16), `source` (`download` | `apt` | `preinstalled`, default `download`),
+   * `downloadUrl` (template with `{version}`/`{arch}`), optional `sha256` per arch, `dataDir`
+   * (absolute path, default `/var/lib/etcd`; kept on destroy).
+   */
   etcd: EtcdSpec;
+  /** Cluster name: part of the initial-cluster token and the unit description. `^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`. Changing it on a bootstrapped cluster is refused. */
   clusterName: string;
 }
 
@@ -110,7 +122,13 @@ export class EtcdCluster extends pulumi.ComponentResource {
       const member = members.find((m) => m.name === h.name)!;
       const install = hosts.step(this, name, { host: h, step: "install", script: installScript });
       const { server, peer } = certs.get(h.name)!;
-      const config = renderConfig({ member, members, clusterName, dataDir: etcd.dataDir });
+      const config = renderConfig({
+        member,
+        members,
+        clusterName,
+        dataDir: etcd.dataDir,
+        tuning: { heartbeatIntervalMs: etcd.heartbeatIntervalMs, electionTimeoutMs: etcd.electionTimeoutMs },
+      });
       const unit = renderUnit({ member: h.name, address: h.internalAddress, clusterName, source: etcd.source, version: etcd.version });
       const owner = `${name}-member-${h.name}`;
       const rendered = pulumi

@@ -28,20 +28,29 @@ import {
 export { LB_HEALTH_PORT } from "./render";
 
 export interface LoadBalancerPairArgs {
+  /** Cluster name (config comments, keepalived's instance names). `^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`. */
   clusterName: string;
-  /** The `hakube:loadBalancer` block. */
+  /**
+   * The `hakube:loadBalancer` block as `parseClusterSpec` returns it (defaults applied):
+   * `engine` `haproxy` | `nginx` (default `haproxy`); `vip` (IPv4, required, a free address inside
+   * every load balancer's `<internalAddress>/<vipPrefix>`); `vipPrefix` (bits, 1–32, default 24);
+   * `interface` (the NIC keepalived binds, default `eth0`); `virtualRouterId` (1–255, default 51,
+   * unique per L2 segment); `port` (TCP port of the API frontend on the VIP, 1–65535, default 6443;
+   * ≠ 6443 when a load balancer is also a control plane); optional `ingress` (`http`/`https`:
+   * `{ port, nodePort }`, nodePort 30000–32767, needs `workers`).
+   */
   loadBalancer: LoadBalancerSpec;
-  /** Hosts with role `loadbalancer`, in host order (it decides the VRRP priorities). */
+  /** The load balancers, in host order: the order decides the VRRP priorities (200, 190, …). Required: ≥ 1 (2 for a standby). */
   hosts: HostSpec[];
-  /** Hosts with role `controlplane`: the API server backends (internalAddress:6443). */
+  /** The API server backends (`internalAddress:6443` each), in host order. May be empty (every backend then stays down). */
   controlPlanes: HostSpec[];
-  /** Hosts with role `worker`: the ingress backends (internalAddress:nodePort). */
+  /** The ingress backends (`internalAddress:nodePort` each); only used with `loadBalancer.ingress`. */
   workers: HostSpec[];
-  /** The Kubernetes CA certificate (public): HAProxy verifies the API servers against it. */
+  /** The Kubernetes CA certificate (PEM, public): HAProxy verifies every API server's certificate against it. A new CA re-runs the proxy steps. */
   kubernetesCaCertPem: pulumi.Input<string>;
-  /** Where the steps run. */
+  /** Where the steps run (SSH access to every load balancer). */
   remote: Hosts;
-  /** VRRP transport (default unicast: many VM networks drop multicast). */
+  /** VRRP transport: `unicast` (default: many VM networks drop multicast; peers are the other hosts' internalAddresses) or `multicast`. */
   vrrp?: VrrpMode;
 }
 

@@ -78,7 +78,9 @@ export function issueCertificate(name: string, a: LeafCertArgs, parent: pulumi.R
 }
 
 export interface ClusterPkiArgs {
+  /** Cluster name: the CAs' subject organization `hakube:<clusterName>`. Changing it replaces every CA (a new cluster identity). */
   clusterName: string;
+  /** Key type of every key made here: `ECDSA-P256` (default of `hakube:kubernetes.encryptionAlgorithm`) or `RSA-2048`. Changing it replaces every key. CAs are valid 10 years, the admin certificate 1 year (renewed by `pulumi up` in its last 30 days). */
   algorithm: EncryptionAlgorithm;
 }
 

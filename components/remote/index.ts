@@ -39,12 +39,13 @@ export interface StepArgs {
 }
 
 export interface HostsArgs {
+  /** Every host a step may run on (connections use `address`, `port`, `user`, `hostKey` when set). Names unique. */
   hosts: HostSpec[];
-  /** The SSH private key (secret). */
+  /** The SSH private key (PEM or OpenSSH) that reaches every host; wrapped as a secret. Rotating it changes no script (docs/operations.md). */
   sshPrivateKey: pulumi.Input<string>;
-  /** Ports each host must have free (or held by our own services), by host name. */
+  /** Ports each host must have free (or held by our own services), by host name: `portNeedsByHost(spec)`. A host without an entry checks no port. */
   ports: Record<string, PortNeed[]>;
-  /** Validity starts of certificates every host trusts (the CAs). */
+  /** Validity starts (RFC 3339) of certificates every host trusts (the CAs): each preflight refuses a host clock before them. Default none. */
   certificateStarts?: pulumi.Input<string>[];
 }
 

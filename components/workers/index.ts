@@ -15,7 +15,7 @@
 import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { HostSpec } from "../config/spec";
-import { asComment, ensureTokenStep, prepareNode, REDACTED, renderWorkerJoinConfig, type JoinInfo, type NodeKubernetesSettings } from "../node";
+import { asComment, ensureTokenStep, prepareNode, preflightErrorsToIgnore, REDACTED, renderWorkerJoinConfig, type JoinInfo, type NodeKubernetesSettings } from "../node";
 import type { Hosts } from "../remote";
 import {
   renderDrainCreateScript,
@@ -31,15 +31,23 @@ export type { JoinInfo } from "../node";
 export interface WorkerPoolArgs {
   /** Runs the steps (its SSH key reaches the workers, and `controlPlane` when given). */
   hosts: Hosts;
-  /** The workers (role worker, not controlplane). */
+  /**
+   * The workers: role `worker` and not `controlplane` (refused otherwise). May be empty. Their
+   * `labels` and `taints` apply at registration (kubelet-settable labels only: the parsers check).
+   * Names must not collide with another pool's: the node name is the host name.
+   */
   workers: HostSpec[];
-  /** `{ endpoint, token, caCertHash }` (secret), e.g. a StackReference output of the cluster's stack. */
+  /** `{ endpoint: "<vip>:<port>", token, caCertHash: "sha256:<hex>" }` (treated as secret), e.g. `ControlPlane.joinInfo` or a StackReference output of the cluster's stack. */
   joinInfo: pulumi.Input<JoinInfo>;
-  /** version, packages, aptRepository, containerd, bootstrapTokenTtl (as `hakube:kubernetes`). */
+  /**
+   * Node settings as in `hakube:kubernetes`: `version` (must equal the cluster's), `packages`,
+   * `aptRepository`, `containerd`, `bootstrapTokenTtl` (Go duration, default `24h`; used by the
+   * token step when `controlPlane` is given).
+   */
   kubernetes: NodeKubernetesSettings;
-  /** A control plane (it has /etc/kubernetes/admin.conf) that refreshes the bootstrap token before joins and drains removed workers. */
+  /** Optional: a control plane (it has /etc/kubernetes/admin.conf) that `hosts` reaches; it refreshes the bootstrap token before joins and drains removed workers. Without it the token must be valid and removed nodes stay NotReady until deleted. */
   controlPlane?: HostSpec;
-  /** Joins wait for these (e.g. the control plane's init). */
+  /** Joins wait for these (e.g. `ControlPlane.initialized`). Default none. */
   dependsOn?: pulumi.Input<pulumi.Resource>[];
 }
 
@@ -57,16 +65,17 @@ export class WorkerPool extends pulumi.ComponentResource {
     const token = joinInfo.apply((j) => j.token);
     const endpoint = joinInfo.apply((j) => j.endpoint);
 
+    const nodeOptions = { ignorePreflightErrors: preflightErrorsToIgnore(k) };
     this.joins = {};
     for (const host of args.workers) {
       const prepared = prepareNode(hosts, this, name, host, k);
       const tokenStep = args.controlPlane
         ? ensureTokenStep(hosts, this, name, { joiner: host, controlPlane: args.controlPlane, token, ttl: k.bootstrapTokenTtl, dependsOn: args.dependsOn })
         : undefined;
-      const joinConfig = joinInfo.apply((j) => renderWorkerJoinConfig(host, j));
+      const joinConfig = joinInfo.apply((j) => renderWorkerJoinConfig(host, j, nodeOptions));
       const preview = asComment(
         `${WORKER_JOIN_CONFIG_PATH} (on stdin; joinInfo redacted)`,
-        renderWorkerJoinConfig(host, { endpoint: "<joinInfo.endpoint>", token: REDACTED, caCertHash: "<joinInfo.caCertHash>" }),
+        renderWorkerJoinConfig(host, { endpoint: "<joinInfo.endpoint>", token: REDACTED, caCertHash: "<joinInfo.caCertHash>" }, nodeOptions),
       );
       const secrets: pulumi.Input<string>[] = [];
       secrets[WORKER_STDIN.joinConfig] = joinConfig;

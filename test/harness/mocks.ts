@@ -16,6 +16,8 @@ export interface Registration {
   custom: boolean;
   /** the parent's URN */
   parent?: string;
+  /** the provider reference (`urn::id`) when the resource names one explicitly */
+  provider?: string;
   /** names of the resources this one depends on (dependsOn and data), from the engine request */
   dependencies: string[];
   /** inputs with secrets unwrapped */
@@ -73,6 +75,8 @@ export interface HarnessOptions {
   state?: ResourceState;
   /** Outputs of other stacks for `new pulumi.StackReference(name)`: name → outputs; secret ones listed in `secret`. */
   stackReferences?: Record<string, { outputs: Record<string, unknown>; secret?: string[] }>;
+  /** Other providers' resource types the mocks accept as they are (outputs = inputs), e.g. `kubernetes:*` in an example. */
+  passThrough?: (type: string) => boolean;
 }
 
 export interface Harness {
@@ -120,6 +124,7 @@ export function createHarness(opts: HarnessOptions = {}): Harness {
         return { name: inputs.name, outputs: ref.outputs, secretOutputNames: ref.secret ?? [] };
       }
       default:
+        if (opts.passThrough?.(type)) return { ...inputs };
         throw new Error(`harness: no realizer for ${type}`);
     }
   }
@@ -133,6 +138,7 @@ export function createHarness(opts: HarnessOptions = {}): Harness {
         name: args.name,
         custom: args.custom ?? false,
         ...(req?.parent ? { parent: req.parent } : {}),
+        ...(args.provider ? { provider: args.provider } : {}),
         dependencies: req?.dependencies ?? [],
         inputs,
         rawInputs: args.inputs,
