@@ -225,7 +225,7 @@ build_images() { OUT=$OUT MANIFEST=$MANIFEST bash "$HERE/images.sh"; }
 # the file mirror: release archives in their upstream layout, each with its checksum file
 build_mirror() {
   local d v tmp
-  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
+  tmp=$(mktemp -d)
   # reproducible archives: sorted names, fixed times and owners
   rtar() { tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$1" -cf - "${@:2}" | gzip -n -9; }
   v=$(m etcd.version); d=$OUT/mirror/github.com/etcd-io/etcd/releases/download/v$v
@@ -255,6 +255,7 @@ build_mirror() {
   (cd "$d" && sha256sum "crictl-v$v-linux-$ARCH.tar.gz" > "crictl-v$v-linux-$ARCH.tar.gz.sha256")
 
   chmod -R u+w,go+r "$OUT/mirror"
+  rm -rf "$tmp"
 }
 
 echo "toolchain: building into $OUT (manifest $(basename "$MANIFEST"), Go $(go env GOVERSION), $(nproc) cores)"
