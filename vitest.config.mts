@@ -10,5 +10,7 @@ export default defineConfig({
     isolate: true,
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    // the last lines of a run list the real-binary suites that did not run (test/harness/real.ts)
+    reporters: ["default", "./test/harness/real-binaries-reporter.ts"],
   },
 });

@@ -11,6 +11,8 @@ if (process.getuid?.() !== 0) {
 export default defineConfig({
   test: {
     include: ["test/lab/**/*.test.ts"],
+    // installs the lab's packages (and etcdctl) first, or fails saying why: never "34 skipped, exit 0"
+    globalSetup: ["test/lab/global-setup.ts"],
     pool: "forks",
     isolate: true,
     fileParallelism: false,

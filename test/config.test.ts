@@ -70,6 +70,8 @@ const BAD: Bad[] = [
   { what: "ingress port equals API port", config: haConfig({ loadBalancer: { vip: "10.0.0.100", ingress: { https: { port: 6443, nodePort: 30443 } } } }), expect: ["hakube:loadBalancer.ingress.https.port: 6443 is also used by hakube:loadBalancer.port"] },
   { what: "typo in loadBalancer", config: haConfig({ loadBalancer: { vip: "10.0.0.100", virtualRouterID: 7 } }), expect: ['hakube:loadBalancer.virtualRouterID: unknown key (did you mean "virtualRouterId"?)'] },
   { what: "etcd version not semver", config: haConfig({ etcd: { version: "3.5" } }), expect: ['hakube:etcd.version: "3.5" is not a semantic version'] },
+  { what: "etcd version not semver with source apt", config: haConfig({ etcd: { source: "apt", version: "bookworm" } }), expect: ['hakube:etcd.version: "bookworm" is not a semantic version'] },
+  { what: "etcd version empty with source apt", config: haConfig({ etcd: { source: "apt", version: "" } }), expect: [/^hakube:etcd\.version: /] },
   { what: "etcd unknown source", config: haConfig({ etcd: { source: "snap" } }), expect: ["hakube:etcd.source:"] },
   { what: "etcd downloadUrl without {version}", config: haConfig({ etcd: { downloadUrl: "https://mirror.example/etcd-linux-{arch}.tar.gz" } }), expect: ["hakube:etcd.downloadUrl:"] },
   { what: "etcd sha256 not hex", config: haConfig({ etcd: { sha256: { amd64: "xyz" } } }), expect: ["hakube:etcd.sha256.amd64:"] },
@@ -93,7 +95,7 @@ const BAD: Bad[] = [
   { what: "object key given as plain text", config: haConfig({ kubernetes: "1.34" }), expect: [/^hakube:kubernetes: expected/] },
   { what: "Kubernetes older than v1beta4", config: haConfig({ kubernetes: { version: "1.30.5" } }), expect: ["hakube:kubernetes.version: 1.30.5 is too old"] },
   { what: "containerd source unknown", config: haConfig({ kubernetes: { containerd: { source: "docker" } } }), expect: ['hakube:kubernetes.containerd.source: "docker" is not one of upstream, distribution, preinstalled'] },
-  { what: "containerd too old for the Kubernetes release", config: haConfig({ kubernetes: { containerd: { version: "1.7.28" } } }), expect: ["hakube:kubernetes.containerd.version: 1.7.28 is not supported with Kubernetes 1.37.1 (needs 2.2.0+)"] },
+  { what: "containerd too old for the Kubernetes release", config: haConfig({ kubernetes: { containerd: { version: "1.7.28" } } }), expect: ["hakube:kubernetes.containerd.version: 1.7.28 is not supported with Kubernetes 1.37.2 (needs 2.3.0+)"] },
   { what: "containerd version with source distribution", config: haConfig({ kubernetes: { containerd: { source: "distribution", version: "2.3.4" } } }), expect: ['hakube:kubernetes.containerd.version: is only used with source "upstream"'] },
   { what: "typo in containerd", config: haConfig({ kubernetes: { containerd: { runcVersoin: "1.5.1" } } }), expect: ['hakube:kubernetes.containerd.runcVersoin: unknown key (did you mean "runcVersion"?)'] },
   { what: "bootstrap token TTL not a duration", config: haConfig({ kubernetes: { bootstrapTokenTtl: "1d" } }), expect: ['hakube:kubernetes.bootstrapTokenTtl: "1d" is not a duration'] },
@@ -204,12 +206,14 @@ describe("valid shapes", () => {
         sshUser: "ops",
         hosts: haHosts().map((h, i) => (i === 1 ? { ...h, hostKey: `${ED25519_KEY} comment here`, port: "2200" } : h)),
         loadBalancer: { vip: "10.0.0.100" },
-        kubernetes: { version: "v1.37.1" },
+        kubernetes: { version: "v1.37.2" },
       }),
     );
     expect(spec.clusterName).toBe("staging");
-    expect(spec.kubernetes).toMatchObject({ version: "1.37.1", podSubnet: "10.244.0.0/16", serviceSubnet: "10.96.0.0/12", dnsDomain: "cluster.local", packages: "pkgs.k8s.io", encryptionAlgorithm: "ECDSA-P256" });
-    expect(spec.kubernetes).toMatchObject({ bootstrapTokenTtl: "24h", containerd: { source: "upstream", version: "2.3.4", runcVersion: "1.5.1" } });
+    expect(spec.kubernetes).toMatchObject({ version: "1.37.2", podSubnet: "10.244.0.0/16", serviceSubnet: "10.96.0.0/12", dnsDomain: "cluster.local", packages: "pkgs.k8s.io", encryptionAlgorithm: "ECDSA-P256" });
+    expect(spec.kubernetes).toMatchObject({ bootstrapTokenTtl: "24h", containerd: { source: "upstream", version: "2.4.2", runcVersion: "1.5.3", registries: {} }, allowCgroupV1: false });
+    expect(spec.kubernetes.imageRepository).toBeUndefined();
+    expect(spec.kubernetes.containerd.downloadUrl).toBe("https://github.com/containerd/containerd/releases/download/v{version}/containerd-{version}-linux-{arch}.tar.gz");
     expect(spec.loadBalancer).toEqual({ engine: "haproxy", vip: "10.0.0.100", vipPrefix: 24, interface: "eth0", virtualRouterId: 51, port: 6443 });
     expect(spec.etcd).toMatchObject({ source: "download", dataDir: "/var/lib/etcd" });
     expect(spec.cni).toEqual({ plugin: "calico" });
@@ -231,6 +235,32 @@ describe("valid shapes", () => {
   it("warns about hosts without host keys when strictHostKeys is false", async () => {
     const r = await runProgram(haConfig());
     expect(r.warnings.join("\n")).toMatch(/strictHostKeys is false and 10 host\(s\) have no hostKey/);
+  });
+});
+
+describe("etcd.version with source apt", () => {
+  const spec = (etcd: Record<string, unknown>) =>
+    parseClusterSpec({ stackName: "s", values: { sshPrivateKey: "k", hosts: JSON.stringify(haHosts()), loadBalancer: JSON.stringify({ vip: "10.0.0.100" }), etcd: JSON.stringify(etcd) }, secretKeys: new Set(["sshPrivateKey"]) }).spec.etcd;
+
+  it("is optional with apt (the distribution's etcd), defaulted (3.6.16) with download and preinstalled", () => {
+    expect(spec({ source: "apt" }).version).toBeUndefined();
+    expect(spec({ source: "apt", version: "v3.5.24" }).version).toBe("3.5.24");
+    expect(spec({}).version).toBe("3.6.16");
+    expect(spec({ source: "preinstalled" }).version).toBe("3.6.16");
+  });
+
+  it("apt without a version: accepted without a warning; every etcd host checks the distribution's etcd against kubeadm's minimum before installing it", async () => {
+    const r = await runProgram(haConfig({ etcd: { source: "apt" } }));
+    expect(r.error).toBeUndefined();
+    expect(r.warnings.join("\n")).not.toMatch(/hakube:etcd/);
+    const installs = r.harness.commands().filter((c) => /^etcd-install-/.test(c.name));
+    expect(installs.map((c) => c.name).sort()).toEqual(["etcd-install-etcd1", "etcd-install-etcd2", "etcd-install-etcd3"]);
+    for (const c of installs) {
+      const text = String(c.inputs.create);
+      expect(text).toContain("min=3.5.24");
+      expect(text).toMatch(/etcd_accept "\$\(upstream_version "\$cand"\)" " \(apt's candidate; nothing installed\)"\n[\s\S]*hakube_apt_install etcd-server etcd-client/);
+      expect(text).not.toContain("3.6.16 (needs");
+    }
   });
 });
 

@@ -34,8 +34,8 @@ describe("resource names", () => {
   it("the expected steps exist per role", () => {
     const names = new Set(ha.harness.commands().map((c) => c.name));
     for (const h of ["cp1", "cp2", "cp3"])
-      for (const s of ["system", "packages", "containerd", "kubeadm", "token"]) expect(names, `controlplane-${s}-${h}`).toContain(`controlplane-${s}-${h}`);
-    for (const h of ["w1", "gpu1"]) for (const s of ["system", "packages", "containerd", "join", "token", "drain"]) expect(names).toContain(`workers-${s}-${h}`);
+      for (const s of ["prepare", "kubeadm", "token"]) expect(names, `controlplane-${s}-${h}`).toContain(`controlplane-${s}-${h}`);
+    for (const h of ["w1", "gpu1"]) for (const s of ["prepare", "join", "token", "drain"]) expect(names).toContain(`workers-${s}-${h}`);
     expect(names).toContain("controlplane-cni-cp1");
     expect([...names].filter((n) => n.includes("cni"))).toEqual(["controlplane-cni-cp1"]);
     for (const h of ["lb1", "lb2", "etcd1"]) expect([...names].filter((n) => n.endsWith(`-${h}`) && /^(controlplane|workers)-/.test(n))).toEqual([]);
@@ -60,12 +60,12 @@ describe("order", () => {
   const after = (name: string) => dependencyClosure(gated.harness, name);
 
   it("kubeadm init waits for the etcd health gate and the load-balancer pair (and the node's preparation)", () => {
-    expect(deps("cp-kubeadm-cp1")).toEqual(expect.arrayContaining(["etcd-health-gate", "lb-ready-gate", "cp-containerd-cp1"]));
+    expect(deps("cp-kubeadm-cp1")).toEqual(expect.arrayContaining(["etcd-health-gate", "lb-ready-gate", "cp-prepare-cp1"]));
     expect(after("cp-kubeadm-cp1")).toEqual(expect.objectContaining({}));
-    expect([...after("cp-kubeadm-cp1")]).toEqual(expect.arrayContaining(["cp-system-cp1", "cp-packages-cp1", "hosts-preflight-cp1"]));
+    expect([...after("cp-kubeadm-cp1")]).toEqual(expect.arrayContaining(["cp-prepare-cp1", "hosts-preflight-cp1"]));
   });
   it("node preparation does not wait for etcd or the load balancers", () => {
-    for (const s of ["system", "packages", "containerd"]) {
+    for (const s of ["prepare"]) {
       const a = after(`cp-${s}-cp2`);
       expect(a.has("etcd-health-gate") || a.has("lb-ready-gate"), s).toBe(false);
     }
@@ -83,7 +83,7 @@ describe("order", () => {
     expect(deps("cp-cni-cp1")).toContain("cp-kubeadm-cp1");
   });
   it("workers: prepared, token ensured on the first control plane, then join; drain after join (so it runs first on delete)", () => {
-    expect(deps("pool-join-w1")).toEqual(expect.arrayContaining(["pool-containerd-w1", "pool-token-w1", "cp-kubeadm-cp1"]));
+    expect(deps("pool-join-w1")).toEqual(expect.arrayContaining(["pool-prepare-w1", "pool-token-w1", "cp-kubeadm-cp1"]));
     expect(deps("pool-token-w1")).toContain("cp-kubeadm-cp1");
     expect(deps("pool-drain-w1")).toContain("pool-join-w1");
     // joins run in parallel: no worker join waits for another, nor for the other control planes
@@ -92,8 +92,8 @@ describe("order", () => {
   });
   it("a pool without control-plane access has no token or drain steps; it joins after its preparation", () => {
     const names = gated.harness.commands().map((c) => c.name).filter((n) => n.startsWith("remote-"));
-    expect(names.sort()).toEqual(["remote-containerd-gpu1", "remote-join-gpu1", "remote-packages-gpu1", "remote-system-gpu1"]);
-    expect(deps("remote-join-gpu1")).toContain("remote-containerd-gpu1");
+    expect(names.sort()).toEqual(["remote-join-gpu1", "remote-prepare-gpu1"]);
+    expect(deps("remote-join-gpu1")).toContain("remote-prepare-gpu1");
   });
 });
 
@@ -127,7 +127,7 @@ describe("secrets", () => {
     expect(s).toContain("#   kind: ClusterConfiguration");
   });
   it("commands without secret payloads have no stdin", () => {
-    for (const n of ["controlplane-system-cp1", "controlplane-cni-cp1", "workers-drain-w1"]) expect(command(ha.harness, n).inputs.stdin).toBeUndefined();
+    for (const n of ["controlplane-prepare-cp1", "controlplane-cni-cp1", "workers-drain-w1"]) expect(command(ha.harness, n).inputs.stdin).toBeUndefined();
   });
 });
 
@@ -319,7 +319,7 @@ describe("determinism", () => {
     if (r.error) throw r.error;
     const before = new Map(ha.harness.commands().map((c) => [c.name, c.inputs]));
     const changed = r.harness.commands().filter((c) => JSON.stringify(before.get(c.name)) !== JSON.stringify(c.inputs)).map((c) => c.name);
-    expect(changed.sort()).toEqual(["hosts-preflight-w3", "workers-containerd-w3", "workers-drain-w3", "workers-join-w3", "workers-packages-w3", "workers-system-w3", "workers-token-w3"]);
+    expect(changed.sort()).toEqual(["hosts-preflight-w3", "workers-drain-w3", "workers-join-w3", "workers-prepare-w3", "workers-token-w3"]);
   });
 });
 

@@ -41,14 +41,10 @@ describe("examples/worker-pool", () => {
     expect(names).toEqual([
       "hosts-preflight-gpu1",
       "hosts-preflight-gpu2",
-      "pool-containerd-gpu1",
-      "pool-containerd-gpu2",
       "pool-join-gpu1",
       "pool-join-gpu2",
-      "pool-packages-gpu1",
-      "pool-packages-gpu2",
-      "pool-system-gpu1",
-      "pool-system-gpu2",
+      "pool-prepare-gpu1",
+      "pool-prepare-gpu2",
     ]);
     const join = command(r.harness, "pool-join-gpu1");
     expect(pulumi.runtime.isRpcSecret(join.rawInputs.stdin)).toBe(true);
@@ -79,7 +75,7 @@ describe("examples/worker-pool", () => {
     const same = await run(config(), "1.36.4");
     if (same.error) throw same.error;
     expect(same.outputs!.kubernetesVersion).toBe("1.36.4");
-    expect(innerScript(command(same.harness, "pool-packages-gpu1").inputs.create)).toContain("https://pkgs.k8s.io/core:/stable:/v1.36/deb/");
+    expect(innerScript(command(same.harness, "pool-prepare-gpu1").inputs.create)).toContain("https://pkgs.k8s.io/core:/stable:/v1.36/deb/");
     const r = await run(config({ "workerPool:kubernetes": { version: "1.37.1" } }), "1.36.4");
     expect(r.error?.message ?? "").toMatch(/workerPool:kubernetes\.version is 1\.37\.1 but the cluster runs 1\.36\.4/);
     expect(r.harness.commands()).toEqual([]);

@@ -7,7 +7,7 @@
 import { parseAllDocuments } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import { discoveryHash } from "../components/pki/render";
-import { CONTROL_PLANE_TAINT, goDuration, nodeTaints, renderWorkerJoinConfig } from "../components/node/kubeadm";
+import { CONTROL_PLANE_TAINT, deepMerge, goDuration, nodeTaints, preflightErrorsToIgnore, renderWorkerJoinConfig } from "../components/node/kubeadm";
 import { CP_STDIN } from "../components/controlplane/render";
 import { WORKER_STDIN } from "../components/workers/render";
 import { command, haConfig, stdinItems } from "./harness/fixtures";
@@ -175,6 +175,30 @@ const SCHEMAS: Record<string, Schema> = {
     containerRuntimeEndpoint: f("string"),
     serverTLSBootstrap: f("bool"),
     rotateCertificates: f("bool"),
+    // fields the tests patch in through kubernetes.kubeletConfiguration (k8s.io/kubelet v0.37.2 types)
+    maxPods: f("int"),
+    serializeImagePulls: f("bool"),
+    evictionHard: f({ map: "string" }),
+    systemReserved: f({ map: "string" }),
+  },
+  // kubeproxy.config.k8s.io/v1alpha1 (k8s.io/kube-proxy v0.37.2 config/v1alpha1/types.go): the fields hakube's tests set
+  "kubeproxy.config.k8s.io/v1alpha1/KubeProxyConfiguration": {
+    ...TypeMeta,
+    mode: f({ enum: ["", "iptables", "ipvs", "nftables", "kernelspace"] }),
+    clusterCIDR: f("string"),
+    metricsBindAddress: f("string"),
+    featureGates: f({ map: "bool" }),
+    conntrack: f(
+      obj({
+        maxPerCore: f("int"),
+        min: f("int"),
+        tcpEstablishedTimeout: f("duration"),
+        tcpCloseWaitTimeout: f("duration"),
+        tcpBeLiberal: f("bool"),
+        udpTimeout: f("duration"),
+        udpStreamTimeout: f("duration"),
+      }),
+    ),
   },
 };
 
@@ -270,7 +294,7 @@ describe("first control plane: kubeadm-init.yaml (InitConfiguration + ClusterCon
       apiVersion: "kubeadm.k8s.io/v1beta4",
       kind: "ClusterConfiguration",
       clusterName: "prod",
-      kubernetesVersion: "v1.37.1",
+      kubernetesVersion: "v1.37.2",
       controlPlaneEndpoint: "10.0.0.100:6443",
       encryptionAlgorithm: "ECDSA-P256",
       certificatesDir: "/etc/kubernetes/pki",
@@ -405,4 +429,69 @@ it("goDuration prints metav1.Duration form", () => {
   expect(goDuration(86400)).toBe("24h0m0s");
   expect(goDuration(5400)).toBe("1h30m0s");
   expect(goDuration(0)).toBe("0s");
+});
+
+describe("air-gapped and container-host settings in the kubeadm documents", () => {
+  let r: RunResult;
+  const docsOf = (name: string, index: number) => parseDocs(stdinItems(command(r.harness, name))[index]);
+  beforeAll(async () => {
+    r = await runProgram(
+      haConfig({
+        kubernetes: {
+          imageRepository: "mirror.lab:5000/k8s",
+          allowCgroupV1: true,
+          kubeletConfiguration: { maxPods: 250, evictionHard: { "memory.available": "200Mi" }, serializeImagePulls: false },
+          kubeProxyConfiguration: { conntrack: { maxPerCore: 0 }, mode: "nftables" },
+        },
+      }),
+    );
+    if (r.error) throw r.error;
+  });
+  it("init: every document valid; ClusterConfiguration.imageRepository; KubeletConfiguration with failCgroupV1: false and the patch merged; KubeProxyConfiguration emitted", () => {
+    const docs = docsOf("controlplane-kubeadm-cp1", CP_STDIN.initConfig);
+    expect(docs.map((d) => d.kind)).toEqual(["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration", "KubeProxyConfiguration"]);
+    for (const d of docs) expect(validate(d), JSON.stringify(d)).toEqual([]);
+    expect(byKind(docs, "ClusterConfiguration").imageRepository).toBe("mirror.lab:5000/k8s");
+    expect(byKind(docs, "KubeletConfiguration")).toEqual({
+      apiVersion: "kubelet.config.k8s.io/v1beta1",
+      kind: "KubeletConfiguration",
+      cgroupDriver: "systemd",
+      failSwapOn: true,
+      failCgroupV1: false,
+      maxPods: 250,
+      evictionHard: { "memory.available": "200Mi" },
+      serializeImagePulls: false,
+    });
+    expect(byKind(docs, "KubeProxyConfiguration")).toEqual({ apiVersion: "kubeproxy.config.k8s.io/v1alpha1", kind: "KubeProxyConfiguration", conntrack: { maxPerCore: 0 }, mode: "nftables" });
+  });
+  it("cgroup v1: ignorePreflightErrors [SystemVerification] (only that) in the InitConfiguration and every JoinConfiguration", () => {
+    expect(byKind(docsOf("controlplane-kubeadm-cp1", CP_STDIN.initConfig), "InitConfiguration").nodeRegistration.ignorePreflightErrors).toEqual(["SystemVerification"]);
+    for (const cp of ["cp1", "cp2", "cp3"]) expect((docsOf(`controlplane-kubeadm-${cp}`, CP_STDIN.joinConfig)[0] as Record<string, any>).nodeRegistration.ignorePreflightErrors).toEqual(["SystemVerification"]);
+    for (const w of ["w1", "gpu1"]) {
+      const j = docsOf(`workers-join-${w}`, WORKER_STDIN.joinConfig)[0] as Record<string, any>;
+      expect(validate(j)).toEqual([]);
+      expect(j.nodeRegistration.ignorePreflightErrors).toEqual(["SystemVerification"]);
+    }
+  });
+  it("the previews show the same documents (token redacted), so a changed setting shows in pulumi preview", () => {
+    const text = command(r.harness, "controlplane-kubeadm-cp1").inputs.create as string;
+    expect(text).toContain("#   imageRepository: mirror.lab:5000/k8s");
+    expect(text).toContain("#   failCgroupV1: false");
+    expect(text).toContain("#     maxPerCore: 0");
+  });
+  it("without these settings: no imageRepository, no failCgroupV1, no ignorePreflightErrors, no KubeProxyConfiguration", () => {
+    const docs = parseDocs(stdinItems(command(run.harness, "controlplane-kubeadm-cp1"))[CP_STDIN.initConfig]);
+    expect(JSON.stringify(docs)).not.toMatch(/imageRepository|failCgroupV1|ignorePreflightErrors|KubeProxyConfiguration/);
+  });
+  it("before 1.35 cgroup v1 needs no preflight exception (kubeadm only warns): none is emitted", () => {
+    expect(preflightErrorsToIgnore({ version: "1.34.3", allowCgroupV1: true })).toEqual([]);
+    expect(preflightErrorsToIgnore({ version: "1.35.0", allowCgroupV1: true })).toEqual(["SystemVerification"]);
+    expect(preflightErrorsToIgnore({ version: "1.37.2", allowCgroupV1: false })).toEqual([]);
+  });
+  it("deepMerge: objects merge, lists and scalars replace, inputs untouched", () => {
+    const base = { a: { b: 1, c: [1, 2] }, d: "x" };
+    const patch = { a: { c: [3], e: { f: true } }, d: "y" };
+    expect(deepMerge(base, patch)).toEqual({ a: { b: 1, c: [3], e: { f: true } }, d: "y" });
+    expect(base).toEqual({ a: { b: 1, c: [1, 2] }, d: "x" });
+  });
 });

@@ -14,20 +14,25 @@ import { DEFAULTS } from "../components/config/defaults";
 import { isKubeletSettableLabel, parseNodePoolConfig, parseTtlSeconds, type ContainerdSpec } from "../components/config/spec";
 import {
   aptRepositoryUrl,
+  HOSTS_TOML_MARKER,
   renderContainerdConfig,
   renderContainerdScript,
+  renderRegistryFiles,
   renderPackagesScript,
+  renderPrepareScript,
   renderSystemScript,
   renderTokenScript,
   type NodeSettings,
 } from "../components/node/render";
+import { downloadFunctions } from "../components/remote/download";
 import { renderScript } from "../components/remote/shell";
 import { bashSyntax, shellcheck } from "./harness/fixtures";
 
 const settings = (over: Partial<NodeSettings> = {}, containerd: Partial<ContainerdSpec> = {}): NodeSettings => ({
-  version: "1.37.1",
+  version: "1.37.2",
   packages: "pkgs.k8s.io",
-  containerd: { ...DEFAULTS.kubernetes.containerd, ...containerd } as ContainerdSpec,
+  allowCgroupV1: false,
+  containerd: { ...DEFAULTS.kubernetes.containerd, registries: {}, ...containerd } as ContainerdSpec,
   ...over,
 });
 const full = (body: string, stdinItems?: number) => renderScript({ host: "n1", step: "test", body, stdinItems });
@@ -35,8 +40,26 @@ const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "hakube-node-"));
 const bash = (script: string, env: Record<string, string> = {}, input = "") =>
   execFileSync("bash", ["-c", script], { encoding: "utf8", input, env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
 
+/** A test CA certificate's PEM text (any well-formed block does for rendering). */
+const CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2Fub3RhcmVhbGNlcnQwCgYIKoZIzj0EAwIwADAeFw0y\n-----END CERTIFICATE-----\n";
+/** Node settings of an air-gapped site: a file mirror, pinned digests, an image repository, registry mirrors. */
+const AIRGAP = settings(
+  { imageRepository: "mirror.lab:5000/k8s" },
+  {
+    downloadUrl: "http://files.lab/containerd/v{version}/containerd-{version}-linux-{arch}.tar.gz",
+    sha256: { amd64: "a".repeat(64), arm64: "b".repeat(64) },
+    runcDownloadUrl: "http://files.lab/runc/v{version}/runc.{arch}",
+    runcSha256: { amd64: "c".repeat(64) },
+    registries: {
+      "registry.k8s.io": { mirrors: [{ url: "https://mirror.lab:5000", plainHttp: false, ca: CA_PEM, capabilities: ["pull", "resolve"] }] },
+      "10.0.0.5:5000": { server: { url: "http://10.0.0.5:5000", plainHttp: true }, mirrors: [] },
+    },
+  },
+);
+
 const VARIANTS: [string, string][] = [
-  ["system 1.37", renderSystemScript({ version: "1.37.1" })],
+  ["system 1.37", renderSystemScript({ version: "1.37.2" })],
+  ["system 1.37 allowCgroupV1", renderSystemScript({ version: "1.37.2", allowCgroupV1: true })],
   ["system 1.34", renderSystemScript({ version: "1.34.3" })],
   ["packages pkgs.k8s.io", renderPackagesScript(settings())],
   ["packages aptRepository", renderPackagesScript(settings({ aptRepository: "https://mirror.example.com/k8s/v1.37/deb" }))],
@@ -45,6 +68,9 @@ const VARIANTS: [string, string][] = [
   ["containerd distribution", renderContainerdScript(settings({}, { source: "distribution" }))],
   ["containerd preinstalled", renderContainerdScript(settings({}, { source: "preinstalled" }))],
   ["containerd 1.35", renderContainerdScript(settings({ version: "1.35.9" }))],
+  ["containerd air-gapped", renderContainerdScript(AIRGAP)],
+  ["prepare (upstream containerd, pkgs.k8s.io)", renderPrepareScript(settings())],
+  ["prepare (preinstalled)", renderPrepareScript(settings({ packages: "preinstalled" }, { source: "preinstalled" }))],
   ["token 24h", renderTokenScript({ joiner: "w1", ttlSeconds: 86400 })],
   ["token 0", renderTokenScript({ joiner: "w1", ttlSeconds: 0 })],
 ];
@@ -60,8 +86,27 @@ describe("syntax", () => {
   }
 });
 
+describe("prepare step", () => {
+  it("holds the system, packages and containerd parts verbatim, in that order, each in its own subshell named in failures", () => {
+    const k = settings();
+    const s = renderPrepareScript(k);
+    const parts = [renderSystemScript(k), renderPackagesScript(k), renderContainerdScript(k)];
+    let at = 0;
+    for (const [i, label] of ["system", "packages", "containerd"].entries()) {
+      const open = s.indexOf(`# ---- part: ${label}\n(\n`, at);
+      expect(open, label).toBeGreaterThanOrEqual(at);
+      const body = s.indexOf(parts[i].trimEnd(), open);
+      expect(body, label).toBeGreaterThan(open);
+      expect(s.slice(open, body)).toContain(`HAKUBE_STEP="$HAKUBE_STEP (${label})"`);
+      at = body + parts[i].trimEnd().length;
+      expect(s.slice(at, at + 3)).toBe("\n)\n");
+    }
+    expect(s.trimEnd().split("\n").pop()).toBe(`echo "ok: node prepared for Kubernetes ${k.version}"`);
+  });
+});
+
 describe("system step", () => {
-  const s = renderSystemScript({ version: "1.37.1" });
+  const s = renderSystemScript({ version: "1.37.2" });
   it("swap off now and at boot: swapoff -a, fstab entries commented out, swap.target masked", () => {
     expect(s).toContain("swapoff -a");
     expect(s).toContain('"# disabled by hakube (Kubernetes node): " $0');
@@ -115,7 +160,7 @@ describe("packages step", () => {
     expect(s).toContain('pins+=("$p=$v")');
     expect(s).toContain('apt-mark hold "$p"');
     expect(s).toContain("for p in kubelet kubeadm kubectl; do");
-    expect(s).toContain('[ "$v" = v1.37.1 ] || bad+=("kubeadm ${v:-missing}")');
+    expect(s).toContain('[ "$v" = v1.37.2 ] || bad+=("kubeadm ${v:-missing}")');
     expect(s).toContain("is an upgrade (kubeadm upgrade), which node preparation does not do");
     expect(s).toContain("hakube_apt_install kubernetes-cni cri-tools");
   });
@@ -139,7 +184,7 @@ describe("containerd step", () => {
     expect(c).toContain("[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = 'registry.k8s.io/pause:3.10.2'");
   });
   it("the pause image comes from kubeadm itself, with the pinned default (3.10.2 for 1.37, 3.10.1 for 1.35)", () => {
-    expect(renderContainerdScript(settings())).toContain("kubeadm config images list --kubernetes-version v1.37.1");
+    expect(renderContainerdScript(settings())).toContain("kubeadm config images list --kubernetes-version v1.37.2 2>/dev/null");
     expect(renderContainerdScript(settings())).toContain("pause=registry.k8s.io/pause:3.10.2");
     expect(renderContainerdScript(settings({ version: "1.35.9" }))).toContain("pause=registry.k8s.io/pause:3.10.1");
   });
@@ -154,19 +199,20 @@ describe("containerd step", () => {
   });
   it("upstream: pinned containerd and runc releases, checksums verified against the published sums", () => {
     const s = renderContainerdScript(settings());
-    expect(s).toContain("want=2.3.4");
-    expect(s).toContain('base="https://github.com/containerd/containerd/releases/download/v$want"');
-    expect(s).toContain('tarball="containerd-$want-linux-$arch.tar.gz"');
-    expect(s).toContain('fetch "$base/$tarball.sha256sum"');
-    expect(s).toContain("runc_want=1.5.1");
-    expect(s).toContain('fetch "$base/runc.sha256sum"');
+    expect(s).toContain("want=2.4.2");
+    expect(s).toContain(`url=$(hakube_url 'https://github.com/containerd/containerd/releases/download/v{version}/containerd-{version}-linux-{arch}.tar.gz' "$want" "$arch")`);
+    expect(s).toContain('hakube_fetch "$url.sha256sum" "$tmpd/containerd.tar.gz.sums"');
+    expect(s).toContain("runc_want=1.5.3");
+    expect(s).toContain(`url=$(hakube_url 'https://github.com/opencontainers/runc/releases/download/v{version}/runc.{arch}' "$runc_want" "$arch")`);
+    expect(s).toContain('hakube_fetch "${url%/*}/runc.sha256sum" "$tmpd/runc.sums"');
+    expect(s).toContain('sum=""  # no kubernetes.containerd.sha256 configured');
     expect(s).toContain("hakube_put /etc/systemd/system/containerd.service 0644 root root");
     expect(s).toContain("package ${conflicts[*]} is installed and brings its own containerd");
   });
   it("distribution: refuses a package too old for the Kubernetes release before installing it", () => {
     const s = renderContainerdScript(settings({}, { source: "distribution" }));
     expect(s).toContain("apt-cache policy containerd");
-    expect(s).toContain("is too old for Kubernetes 1.37.1 (needs 2.2.0+); set hakube:kubernetes.containerd.source: upstream");
+    expect(s).toContain("is too old for Kubernetes 1.37.2 (needs 2.3.0+); set hakube:kubernetes.containerd.source: upstream");
     expect(s.indexOf("containerd_supported \"$(norm_version \"$candidate\")\"")).toBeLessThan(s.indexOf("hakube_apt_install containerd"));
     expect(s).not.toContain("github.com");
   });
@@ -181,7 +227,7 @@ describe("containerd step", () => {
     if (!m) throw new Error(`no function ${name}`);
     return m[0];
   };
-  it("version checks: Debian's containerd is refused, Ubuntu's -updates 2.2.1 and upstream 2.3.4 pass (Kubernetes 1.37)", () => {
+  it("version checks: Debian's containerd and Ubuntu's -updates 2.2.1 are refused for 1.37, upstream 2.3.x/2.4.x pass (containerd's matrix: 1.37 → 2.4.0+, 2.3.0+)", () => {
     const s = renderContainerdScript(settings());
     const prelude = [fn(s, "containerd_supported"), fn(s, "norm_version")].join("\n");
     const ok = (v: string) => {
@@ -195,9 +241,14 @@ describe("containerd step", () => {
     expect(ok("1.6.20~ds1-1+deb12u3")).toBe(false);
     expect(ok("1.7.24~ds1-6")).toBe(false);
     expect(ok("2.1.4~ds2-8")).toBe(false);
-    expect(ok("2.2.1-0ubuntu1~24.04.3")).toBe(true);
+    expect(ok("2.2.1-0ubuntu1~24.04.3")).toBe(false);
     expect(ok("v2.3.4")).toBe(true);
-    expect(ok("1:2.2.0-1")).toBe(true);
+    expect(ok("v2.4.2")).toBe(true);
+    expect(ok("1:2.3.0-1")).toBe(true);
+    // 1.36: 2.2.0+ (Ubuntu's -updates 2.2.1 passes)
+    const s36 = renderContainerdScript(settings({ version: "1.36.4" }));
+    const p36 = [fn(s36, "containerd_supported"), fn(s36, "norm_version")].join("\n");
+    expect(execFileSync("bash", ["-c", `${p36}\ncontainerd_supported "$(norm_version "$V")" && echo yes || echo no`], { encoding: "utf8", env: { ...process.env, V: "2.2.1-0ubuntu1~24.04.3" } }).trim()).toBe("yes");
     expect(ok("")).toBe(false);
     // 1.35: 2.1.5+ within 2.1, or 2.2.0+
     const s35 = renderContainerdScript(settings({ version: "1.35.9" }));
@@ -213,8 +264,6 @@ describe("containerd step", () => {
     expect([ok35("2.1.4"), ok35("2.1.5"), ok35("2.2.0"), ok35("2.0.9")]).toEqual([false, true, true, false]);
   });
   it("checksum check: accepts the published sum (both sha256sum formats), refuses anything else", () => {
-    const s = renderContainerdScript(settings());
-    const verify = fn(s, "verify");
     const dir = tmp();
     const file = path.join(dir, "runc.amd64");
     fs.writeFileSync(file, "binary");
@@ -222,7 +271,7 @@ describe("containerd step", () => {
     const run = (sums: string) => {
       fs.writeFileSync(path.join(dir, "sums"), sums);
       try {
-        bash(`hakube_fail() { echo "FAIL $*"; exit 1; }\n${verify}\nverify "$F" "$S" runc.amd64`, { F: file, S: path.join(dir, "sums") });
+        bash(`hakube_fail() { echo "FAIL $*"; exit 1; }\n${downloadFunctions()}\nhakube_check_sha256 "$F" "$(hakube_published_sha256 "$S" runc.amd64)" https://m/runc.amd64 https://m/runc.sha256sum`, { F: file, S: path.join(dir, "sums") });
         return "ok";
       } catch (e) {
         return String((e as { stdout?: string }).stdout);
@@ -231,7 +280,8 @@ describe("containerd step", () => {
     expect(run(`${"0".repeat(64)}  runc.arm64\n${sum}  runc.amd64\n`)).toBe("ok");
     expect(run(`${sum} *runc.amd64\n`)).toBe("ok");
     expect(run(`${sum}\n`)).toBe("ok");
-    expect(run(`${"f".repeat(64)}  runc.amd64\n`)).toMatch(/^FAIL checksum mismatch for runc.amd64/);
+    expect(run(`${"f".repeat(64)}  runc.amd64\n`)).toBe(`FAIL sha256 of https://m/runc.amd64 is ${sum}, https://m/runc.sha256sum says ${"f".repeat(64)}\n`);
+    expect(run("")).toMatch(/^FAIL sha256 of https:\/\/m\/runc.amd64 is [0-9a-f]{64}, https:\/\/m\/runc.sha256sum says nothing/);
   });
 });
 
@@ -332,9 +382,89 @@ describe("config helpers", () => {
       sshUser: "ops",
     });
     expect(hosts[0]).toEqual({ name: "gpu1", address: "10.0.0.51", internalAddress: "10.0.0.51", roles: ["worker"], user: "ops", port: 22, labels: {}, taints: [{ key: "nvidia.com/gpu", value: "true", effect: "NoSchedule" }] });
-    expect(kubernetes).toMatchObject({ version: "1.37.1", packages: "pkgs.k8s.io", bootstrapTokenTtl: "24h", containerd: { source: "distribution" } });
+    expect(kubernetes).toMatchObject({ version: "1.37.2", packages: "pkgs.k8s.io", bootstrapTokenTtl: "24h", containerd: { source: "distribution" } });
     expect(() =>
       parseNodePoolConfig({ namespace: "workerPool", hosts: [{ name: "x", address: "a.example.com", roles: ["controlplane"], labels: { "node-role.kubernetes.io/worker": "" } }], kubernetes: { version: "1.29.0" } }),
     ).toThrow(/workerPool:hosts\[0\]\.roles: role "controlplane" is not allowed here[\s\S]*workerPool:hosts\[0\]\.internalAddress: is required[\s\S]*workerPool:kubernetes\.version: 1\.29\.0 is too old/);
+  });
+});
+
+describe("air-gapped installs (kubernetes.imageRepository, containerd download URLs, sha256, registries; allowCgroupV1)", () => {
+  const s = renderContainerdScript(AIRGAP);
+  it("containerd and runc come from the configured URL templates, verified against the pinned digests (named by key path)", () => {
+    expect(s).toContain(`url=$(hakube_url 'http://files.lab/containerd/v{version}/containerd-{version}-linux-{arch}.tar.gz' "$want" "$arch")`);
+    expect(s).toContain(`url=$(hakube_url 'http://files.lab/runc/v{version}/runc.{arch}' "$runc_want" "$arch")`);
+    expect(s).toContain(`amd64) sum=${"a".repeat(64)} ;;`);
+    expect(s).toContain(`arm64) sum=${"b".repeat(64)} ;;`);
+    expect(s).toContain(`amd64) sum=${"c".repeat(64)} ;;`);
+    expect(s).toContain('hakube_check_sha256 "$tmpd/containerd.tar.gz" "$sum" "$url" "kubernetes.containerd.sha256.$arch"');
+    expect(s).toContain('*) hakube_fail "kubernetes.containerd.runcSha256 has no checksum for $arch (it has: amd64)" ;;');
+    expect(s).not.toContain("github.com");
+  });
+  it("the URL template and the pinned digest, run for real: {version}/{arch} filled; a host arch without a digest fails", () => {
+    const run = (arch: string) =>
+      bash(`hakube_fail() { echo "FAIL $*"; exit 1; }\n${downloadFunctions()}\narch=${arch}\nhakube_url "$T" 2.4.2 "$arch"`, { T: AIRGAP.containerd.downloadUrl });
+    expect(run("arm64").trim()).toBe("http://files.lab/containerd/v2.4.2/containerd-2.4.2-linux-arm64.tar.gz");
+    const caseBlock = /^ {2}case "\$arch" in\n[\s\S]*?^ {2}esac$/m.exec(s)![0];
+    const pick = (arch: string) => {
+      try {
+        return bash(`hakube_fail() { echo "FAIL $*"; exit 1; }\narch=${arch}\n${caseBlock}\necho "$sum"`).trim();
+      } catch (e) {
+        return String((e as { stdout?: string }).stdout).trim();
+      }
+    };
+    expect(pick("arm64")).toBe("b".repeat(64));
+    expect(pick("s390x")).toBe("FAIL kubernetes.containerd.sha256 has no checksum for s390x (it has: amd64, arm64)");
+  });
+  it("the pause image is kubeadm's under kubernetes.imageRepository, and must be", () => {
+    expect(s).toContain("kubeadm config images list --kubernetes-version v1.37.2 --image-repository mirror.lab:5000/k8s 2>/dev/null");
+    expect(s).toContain("pause=mirror.lab:5000/k8s/pause:3.10.2");
+    expect(s).toContain(`[[ "$pause" == mirror.lab:5000/k8s/pause:* ]] || hakube_fail`);
+    expect(renderContainerdScript(settings())).toContain(`[[ "$pause" == registry.k8s.io/pause:* ]]`);
+  });
+  it("config.toml points CRI's registry config_path at /etc/containerd/certs.d", () => {
+    expect(renderContainerdConfig("mirror.lab:5000/k8s/pause:3.10.2")).toContain("[plugins.'io.containerd.cri.v1.images'.registry]\n  config_path = '/etc/containerd/certs.d'");
+    expect(s).toContain(`grep -qF /etc/containerd/certs.d "$tmpd/dump"`);
+  });
+  it("hosts.toml per registry: mirrors as [host] tables with capabilities and the CA file; a plain-HTTP server", () => {
+    const k8s = renderRegistryFiles("registry.k8s.io", AIRGAP.containerd.registries["registry.k8s.io"]);
+    expect(k8s).toEqual([
+      {
+        path: "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
+        content: `${HOSTS_TOML_MARKER}\n\n[host."https://mirror.lab:5000"]\n  capabilities = ["pull", "resolve"]\n  ca = "/etc/containerd/certs.d/registry.k8s.io/mirror-0-ca.crt"\n`,
+      },
+      { path: "/etc/containerd/certs.d/registry.k8s.io/mirror-0-ca.crt", content: CA_PEM },
+    ]);
+    expect(renderRegistryFiles("10.0.0.5:5000", AIRGAP.containerd.registries["10.0.0.5:5000"])).toEqual([
+      { path: "/etc/containerd/certs.d/10.0.0.5:5000/hosts.toml", content: `${HOSTS_TOML_MARKER}\nserver = "http://10.0.0.5:5000"\n` },
+    ]);
+    expect(s).toContain("hakube_put /etc/containerd/certs.d/registry.k8s.io/hosts.toml 0644 root root");
+    expect(s).toContain("hakube_put /etc/containerd/certs.d/registry.k8s.io/mirror-0-ca.crt 0644 root root");
+    expect(s).toContain("hakube_put /etc/containerd/certs.d/10.0.0.5:5000/hosts.toml 0644 root root");
+  });
+  it("a registry removed from the config: its hakube hosts.toml and CA files go, other files stay (run for real)", () => {
+    const dir = tmp();
+    const certs = path.join(dir, "certs.d");
+    for (const ns of ["registry.k8s.io", "old.example.com", "mine.example.com"]) fs.mkdirSync(path.join(certs, ns), { recursive: true });
+    fs.writeFileSync(path.join(certs, "registry.k8s.io/hosts.toml"), `${HOSTS_TOML_MARKER}\n`);
+    fs.writeFileSync(path.join(certs, "old.example.com/hosts.toml"), `${HOSTS_TOML_MARKER}\n`);
+    fs.writeFileSync(path.join(certs, "old.example.com/mirror-0-ca.crt"), CA_PEM);
+    fs.writeFileSync(path.join(certs, "mine.example.com/hosts.toml"), "# the operator's own\n");
+    const lines = s.split("\n");
+    const i = lines.findIndex((l) => l.startsWith("for f in /etc/containerd/certs.d/*/hosts.toml; do"));
+    const j = lines.indexOf("done", i);
+    const loop = lines.slice(i, j + 1).join("\n").replaceAll("/etc/containerd/certs.d", certs);
+    const out = bash(`hakube_remove() { local p; for p in "$@"; do if [ -e "$p" ]; then rm -f "$p"; echo "removed $p"; fi; done; }\n${loop}`);
+    expect(out).toContain(`removed ${certs}/old.example.com/hosts.toml`);
+    expect(fs.existsSync(path.join(certs, "old.example.com"))).toBe(false);
+    expect(fs.existsSync(path.join(certs, "registry.k8s.io/hosts.toml"))).toBe(true);
+    expect(fs.existsSync(path.join(certs, "mine.example.com/hosts.toml"))).toBe(true);
+    expect(bash(`hakube_remove() { echo "removed $*"; }\n${loop}`)).toBe("");
+  });
+  it("cgroup v1: refused from 1.35 without allowCgroupV1; with it a warning, and no failure", () => {
+    const v1 = renderSystemScript({ version: "1.37.2", allowCgroupV1: true });
+    expect(v1).not.toContain('hakube_fail "cgroup v2 is required');
+    expect(v1).toContain("warning: cgroup v1 host, allowed by hakube:kubernetes.allowCgroupV1 (kubelet failCgroupV1: false)");
+    expect(renderSystemScript({ version: "1.37.2" })).toContain("or set hakube:kubernetes.allowCgroupV1: true while the release still allows it");
   });
 });

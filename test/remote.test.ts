@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { renderPreflight } from "../components/remote/preflight";
-import { encodeStdin, heredocDelimiter, putFile, putFileFromStdin, renderScript, shq, wrapScript } from "../components/remote/shell";
+import { encodeStdin, heredocDelimiter, putFile, putFileFromStdin, renderParts, renderScript, shq, wrapScript } from "../components/remote/shell";
 
 const run = (command: string, stdin = "", env: Record<string, string> = {}) =>
   spawnSync("sh", ["-c", command], { input: stdin, encoding: "utf8", env: { ...process.env, ...env } });
@@ -70,6 +70,38 @@ describe("wrapScript", () => {
 
   it("refuses scripts beyond the argument limit", () => {
     expect(() => wrapScript({ host: "h", step: "big", user: "root", body: "#".repeat(200_000) })).toThrow(/hakube: h: big: script is/);
+  });
+});
+
+describe("renderParts (several steps' bodies as one step)", () => {
+  const step = (body: string) => wrapScript({ host: "w1", step: "prepare", user: "root", body });
+  it("runs the parts in order; each keeps its own variables, EXIT trap and changed files", () => {
+    const d = tmp();
+    const body = renderParts([
+      { label: "one", body: `v=one\ntmpd=$(mktemp -d)\ntrap 'rm -rf "$tmpd"; echo "cleaned one"' EXIT\nhakube_put ${d}/a 0644 root root <<<"x"\nif hakube_changed; then echo "one changed"; fi` },
+      { label: "two", body: `echo "two sees v=\${v:-unset}"\nhakube_changed && echo "two changed" || echo "two unchanged"\nhakube_put ${d}/b 0644 root root <<<"y"` },
+    ]) + `echo "after: \${#HAKUBE_CHANGED[@]} recorded by the step itself"`;
+    const r = run(step(body));
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe(`changed ${d}/a\none changed\ncleaned one\ntwo sees v=unset\ntwo unchanged\nchanged ${d}/b\nafter: 0 recorded by the step itself\n`);
+    expect(fs.readFileSync(path.join(d, "a"), "utf8")).toBe("x\n");
+    expect(fs.readFileSync(path.join(d, "b"), "utf8")).toBe("y\n");
+  });
+  it("a failing part ends the step with one message naming the part; later parts do not run", () => {
+    for (const failing of [`hakube_fail "no cgroup v2"`, `false`]) {
+      const r = run(step(renderParts([{ label: "system", body: `echo start\n${failing}\necho "not reached"` }, { label: "packages", body: "echo second" }]) + "echo end"));
+      expect(r.status, failing).toBe(1);
+      expect(r.stdout, failing).toBe("start\n");
+      const lines = r.stderr.trim().split("\n");
+      expect(lines, failing).toHaveLength(1);
+      expect(lines[0], failing).toMatch(failing === "false" ? /^hakube: w1: prepare \(system\): line \d+: `false` failed \(exit 1\)$/ : /^hakube: w1: prepare \(system\): no cgroup v2$/);
+    }
+  });
+  it("after the parts, a failing command fails the step again with the step's own name", () => {
+    const r = run(step(renderParts([{ label: "one", body: "true" }]) + "false"));
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toMatch(/^hakube: w1: prepare: line \d+: `false` failed/);
   });
 });
 

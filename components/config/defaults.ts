@@ -6,8 +6,8 @@ import * as semver from "semver";
  */
 
 /** Default Kubernetes release (kubeadm, kubelet, kubectl from pkgs.k8s.io): the newest patch of the newest
- *  minor confirmed on 2026-11-30 (1.37.1, 2026-09-15; see docs/research.md). */
-export const DEFAULT_KUBERNETES_VERSION = "1.37.1";
+ *  minor, as the Go module proxy serves k8s.io/kubernetes on 2026-12-02 (v1.37.2, 2026-10-27; docs/research.md §1). */
+export const DEFAULT_KUBERNETES_VERSION = "1.37.2";
 
 /** Default etcd release for `etcd.source: download` (kubeadm 1.37 accepts external etcd ≥ 3.5.24). */
 export const DEFAULT_ETCD_VERSION = "3.6.16";
@@ -16,11 +16,22 @@ export const DEFAULT_ETCD_VERSION = "3.6.16";
 export const DEFAULT_ETCD_DOWNLOAD_URL =
   "https://github.com/etcd-io/etcd/releases/download/v{version}/etcd-v{version}-linux-{arch}.tar.gz";
 
-/** Default containerd for `kubernetes.containerd.source: upstream`: the newest confirmed patch of the 2.3 LTS line
- *  (2.3.4, 2026-08; LTS until 2028-04), inside the Kubernetes 1.36/1.37 support range (2.2.0+, 2.3.0+; docs/research.md §5). */
-export const DEFAULT_CONTAINERD_VERSION = "2.3.4";
-/** runc installed next to an upstream containerd (runc 1.5.1, 2026-07, the version containerd's release branches moved to). */
-export const DEFAULT_RUNC_VERSION = "1.5.1";
+/** Default containerd for `kubernetes.containerd.source: upstream`: the newest patch of the newest line (2.4.2,
+ *  2026-10-13, per the Go module proxy), which containerd's RELEASES.md (v2.4.2) lists for Kubernetes 1.37
+ *  ("2.4.0+, 2.3.0+"; docs/research.md §5.1). */
+export const DEFAULT_CONTAINERD_VERSION = "2.4.2";
+/** runc installed next to an upstream containerd: the newest 1.5 patch (1.5.3, 2026-11-12; containerd 2.4.2's own
+ *  script/setup/runc-version names 1.5.2, the line it is tested with). */
+export const DEFAULT_RUNC_VERSION = "1.5.3";
+/** Upstream containerd release tarball; `{version}` and `{arch}` are filled in on the host. */
+export const DEFAULT_CONTAINERD_DOWNLOAD_URL =
+  "https://github.com/containerd/containerd/releases/download/v{version}/containerd-{version}-linux-{arch}.tar.gz";
+/** Upstream runc release binary; `{version}` and `{arch}` are filled in on the host. */
+export const DEFAULT_RUNC_DOWNLOAD_URL = "https://github.com/opencontainers/runc/releases/download/v{version}/runc.{arch}";
+/** kubeadm's default image repository (`DefaultImageRepository` in kubeadm's v1beta4 defaults). */
+export const DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io";
+/** Where containerd reads registry host configuration (`hosts.toml` per registry namespace; containerd docs/hosts.md). */
+export const CONTAINERD_CERTS_DIR = "/etc/containerd/certs.d";
 /** Default bootstrap token lifetime (kubeadm's own default): refreshed before every join this program runs. */
 export const DEFAULT_BOOTSTRAP_TOKEN_TTL = "24h";
 
@@ -40,6 +51,9 @@ export const DEFAULTS = {
     source: "download",
     downloadUrl: DEFAULT_ETCD_DOWNLOAD_URL,
     dataDir: "/var/lib/etcd",
+    /** etcd's own defaults: measured in docs/etcd.md ("Leader failover"), chosen for the ≤ 3 s write-outage goal. */
+    heartbeatIntervalMs: 100,
+    electionTimeoutMs: 1000,
   },
   kubernetes: {
     version: DEFAULT_KUBERNETES_VERSION,
@@ -53,7 +67,10 @@ export const DEFAULTS = {
       source: "upstream",
       version: DEFAULT_CONTAINERD_VERSION,
       runcVersion: DEFAULT_RUNC_VERSION,
+      downloadUrl: DEFAULT_CONTAINERD_DOWNLOAD_URL,
+      runcDownloadUrl: DEFAULT_RUNC_DOWNLOAD_URL,
     },
+    allowCgroupV1: false,
   },
   cni: {
     plugin: "calico",
@@ -92,12 +109,14 @@ export interface VersionRange {
 
 /**
  * The containerd versions hakube accepts for a Kubernetes release: containerd's RELEASES.md
- * "Kubernetes Support" rows (docs/research.md §5.1; 1.37 has no row yet, the 1.36 row is used), and
- * never below 2.0 because hakube writes the version 3 config. Pure.
+ * "Kubernetes Support" rows (v2.4.2's file, docs/research.md §5.1: 1.37 → 2.4.0+, 2.3.0+; 1.36 →
+ * 2.3.0+, 2.2.0+; newer minors use the 1.37 row), and never below 2.0 because hakube writes the
+ * version 3 config. Pure.
  */
 export function containerdRanges(kubernetesVersion: string): VersionRange[] {
   const minor = semver.minor(kubernetesVersion);
-  if (minor >= 36) return [{ min: "2.2.0" }];
+  if (minor >= 37) return [{ min: "2.3.0" }];
+  if (minor === 36) return [{ min: "2.2.0" }];
   if (minor === 35) return [{ min: "2.2.0" }, { min: "2.1.5", below: "2.2.0" }];
   if (minor === 34) return [{ min: "2.1.3" }, { min: "2.0.6", below: "2.1.0" }];
   return [{ min: "2.0.0" }];
@@ -110,8 +129,8 @@ export function describeRanges(ranges: VersionRange[]): string {
 
 /**
  * kubeadm's pause (sandbox) image tag per Kubernetes minor (docs/research.md §5.3: 3.10.1 for 1.34/1.35,
- * 3.10.2 for 1.36; 1.37 unconfirmed, 3.10.2 assumed). Node preparation asks the installed kubeadm
- * (`kubeadm config images list`) and uses this only when kubeadm cannot tell.
+ * 3.10.2 for 1.36 and 1.37 — read from kubeadm v1.37.2's constants.go `PauseVersion`). Node preparation
+ * asks the installed kubeadm (`kubeadm config images list`) and uses this only when kubeadm cannot tell.
  */
 export function defaultPauseTag(kubernetesVersion: string): string {
   const minor = semver.minor(kubernetesVersion);
@@ -127,3 +146,13 @@ export const CNI_VERSIONS = {
   /** documentation only: Cilium ships no plain manifest, `cni.manifestUrl` is required (docs/kubernetes.md). */
   cilium: "1.20.2",
 } as const;
+
+/**
+ * cgroup v1 and the kubelet (docs/research.md §5.6): from 1.35 the kubelet refuses cgroup v1 unless
+ * `failCgroupV1: false` (KEP-5573) and kubeadm's SystemVerification preflight fails on it; before
+ * 1.35 v1 only warns. The field still exists in k8s.io/kubelet v0.38.0-beta.0: no release that hakube
+ * knows has removed v1 support. Minors newer than this one are unverified (a warning).
+ */
+export const CGROUP_V1_NEWEST_CHECKED_MINOR = 38;
+/** The first minor whose kubelet refuses cgroup v1 by default (`failCgroupV1` defaults to true). */
+export const CGROUP_V1_FAIL_BY_DEFAULT_MINOR = 35;

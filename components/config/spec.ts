@@ -7,7 +7,8 @@
 import * as ipaddr from "ipaddr.js";
 import * as semver from "semver";
 import { z } from "zod";
-import { APISERVER_PORT, CNI_VERSIONS, containerdRanges, describeRanges, DEFAULTS, LB_HEALTH_PORT, MIN_EXTERNAL_ETCD_VERSION, MIN_KUBERNETES_VERSION, ROLE_PORTS } from "./defaults";
+import { KUBE_PROXY_CONFIGURATION_FIELDS, KUBELET_CONFIGURATION_FIELDS } from "./componentconfig";
+import { APISERVER_PORT, CGROUP_V1_FAIL_BY_DEFAULT_MINOR, CGROUP_V1_NEWEST_CHECKED_MINOR, CNI_VERSIONS, containerdRanges, describeRanges, DEFAULTS, LB_HEALTH_PORT, MIN_EXTERNAL_ETCD_VERSION, MIN_KUBERNETES_VERSION, ROLE_PORTS } from "./defaults";
 
 export const NAMESPACE = "hakube";
 const CNI_CILIUM = CNI_VERSIONS.cilium;
@@ -55,11 +56,17 @@ export interface LoadBalancerSpec {
 }
 
 export interface EtcdSpec {
-  version: string;
+  /** Undefined only with `source: apt` and no `etcd.version` set: the distribution's etcd, which the
+   *  install step checks on each host against MIN_EXTERNAL_ETCD_VERSION before installing it. */
+  version?: string;
   source: "download" | "apt" | "preinstalled";
   downloadUrl: string;
   sha256?: Partial<Record<Arch, string>>;
   dataDir: string;
+  /** Raft heartbeat interval (etcd `heartbeat-interval`), ms. */
+  heartbeatIntervalMs: number;
+  /** Raft election timeout (etcd `election-timeout`), ms: ≥ 5 × heartbeat, a multiple of it. */
+  electionTimeoutMs: number;
 }
 
 export type EncryptionAlgorithm = "ECDSA-P256" | "RSA-2048";
@@ -71,8 +78,40 @@ export interface ContainerdSpec {
   source: "upstream" | "distribution" | "preinstalled";
   /** containerd release for `upstream` (e.g. 2.3.4). */
   version: string;
-  /** runc release for `upstream` (e.g. 1.5.1). */
+  /** runc release for `upstream` (e.g. 1.5.3). */
   runcVersion: string;
+  /** containerd release tarball for `upstream`: template with `{version}` and `{arch}` (default: the GitHub release). */
+  downloadUrl: string;
+  /** Pinned sha256 of the containerd tarball per architecture; without it, the published `<url>.sha256sum` is checked. */
+  sha256?: Partial<Record<Arch, string>>;
+  /** runc binary for `upstream`: template with `{version}` and `{arch}` (default: the GitHub release). */
+  runcDownloadUrl: string;
+  /** Pinned sha256 of the runc binary per architecture; without it, the published `runc.sha256sum` next to it is checked. */
+  runcSha256?: Partial<Record<Arch, string>>;
+  /** Registry host configuration (`/etc/containerd/certs.d/<namespace>/hosts.toml`), by registry host namespace. */
+  registries: Record<string, RegistrySpec>;
+}
+
+/** One registry endpoint in a containerd `hosts.toml`. */
+export interface RegistryEndpoint {
+  /** `https://host[:port][/path]`, or `http://…` with `plainHttp: true`. */
+  url: string;
+  /** The `http://` URL is meant (plain HTTP, no TLS). */
+  plainHttp: boolean;
+  /** PEM CA certificate(s) the endpoint's TLS certificate is verified against (instead of the system roots). */
+  ca?: string;
+}
+
+/** A mirror of a registry namespace: tried in order before `server`. */
+export interface RegistryMirrorSpec extends RegistryEndpoint {
+  capabilities: ("pull" | "resolve" | "push")[];
+}
+
+/** containerd's registry host namespace configuration (containerd docs/hosts.md). */
+export interface RegistrySpec {
+  /** The namespace's own server (`server =`): used after every mirror failed. Default: the namespace host itself. */
+  server?: RegistryEndpoint;
+  mirrors: RegistryMirrorSpec[];
 }
 
 export interface KubernetesSpec {
@@ -87,6 +126,14 @@ export interface KubernetesSpec {
   /** Lifetime of the bootstrap token each time it is created or refreshed: Go duration (`24h`, `90m`), `0` = never expires. */
   bootstrapTokenTtl: string;
   containerd: ContainerdSpec;
+  /** kubeadm's `imageRepository` (control-plane images, CoreDNS, pause); unset = kubeadm's default registry.k8s.io. */
+  imageRepository?: string;
+  /** Run the kubelet on cgroup v1 hosts (KubeletConfiguration `failCgroupV1: false`, kubeadm preflight `SystemVerification` ignored). */
+  allowCgroupV1: boolean;
+  /** Deep-merged over hakube's KubeletConfiguration (keys hakube owns are refused by the config). */
+  kubeletConfiguration?: Record<string, unknown>;
+  /** Deep-merged over hakube's KubeProxyConfiguration; the document is emitted only when set. */
+  kubeProxyConfiguration?: Record<string, unknown>;
 }
 
 export interface CniSpec {
@@ -314,16 +361,40 @@ const LoadBalancerSchema = z.strictObject({
   ingress: z.strictObject({ http: IngressPortSchema.optional(), https: IngressPortSchema.optional() }).optional(),
 });
 
+/** Pinned SHA-256 digests of a download, per architecture (etcd, containerd, runc): lower-cased. */
+const sha256Map = z
+  .partialRecord(enumOf(ARCHES), str("a SHA-256 hex digest").regex(/^[0-9a-fA-F]{64}$/, { error: (i) => `${show(i.input)} is not a SHA-256 hex digest` }))
+  .transform((m) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v.toLowerCase()])) as Partial<Record<Arch, string>>);
+/** etcd's own limits: election-timeout ≤ 50000 ms; a heartbeat below 10 ms is below any real round trip. */
+const ETCD_HEARTBEAT_RANGE = [10, 5000] as const;
+const ETCD_ELECTION_RANGE = [50, 50000] as const;
 const EtcdSchema = z.strictObject({
-  version: versionString.default(DEFAULTS.etcd.version),
+  version: versionString.optional(), // default: see etcdWithVersion
   source: enumOf(["download", "apt", "preinstalled"]).default(DEFAULTS.etcd.source),
   downloadUrl: url(["{version}"]).default(DEFAULTS.etcd.downloadUrl),
-  sha256: z
-    .partialRecord(enumOf(ARCHES), str("a SHA-256 hex digest").regex(/^[0-9a-fA-F]{64}$/, { error: (i) => `${show(i.input)} is not a SHA-256 hex digest` }))
-    .transform((m) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v.toLowerCase()])) as Partial<Record<Arch, string>>)
-    .optional(),
+  sha256: sha256Map.optional(),
   dataDir: absPath.default(DEFAULTS.etcd.dataDir),
+  heartbeatIntervalMs: intLike(ETCD_HEARTBEAT_RANGE[0], ETCD_HEARTBEAT_RANGE[1]).default(DEFAULTS.etcd.heartbeatIntervalMs),
+  electionTimeoutMs: intLike(ETCD_ELECTION_RANGE[0], ETCD_ELECTION_RANGE[1]).default(DEFAULTS.etcd.electionTimeoutMs),
+}).superRefine((e, ctx) => {
+  // etcd refuses to start below 5 heartbeats (its docs: 10 × the peer round trip at least), and
+  // counts the timeout in whole heartbeats (1500/200 would silently become 7 ticks = 1400 ms).
+  const h = e.heartbeatIntervalMs;
+  const t = e.electionTimeoutMs;
+  if (t < 5 * h)
+    ctx.addIssue({ code: "custom", path: ["electionTimeoutMs"], message: `${t} is less than 5 × heartbeatIntervalMs (${h}): etcd refuses to start; use ≥ ${5 * h} (etcd's default ratio is 10 ×)` });
+  else if (t % h !== 0)
+    ctx.addIssue({ code: "custom", path: ["electionTimeoutMs"], message: `${t} is not a multiple of heartbeatIntervalMs (${h}): etcd counts it in heartbeats and would use ${Math.floor(t / h) * h} ms` });
 });
+
+/**
+ * `etcd.version` defaults to DEFAULT_ETCD_VERSION, except with `source: apt`: left unset, it means
+ * "the distribution's etcd", checked on each host (≥ MIN_EXTERNAL_ETCD_VERSION) before installing.
+ */
+function etcdWithVersion<T extends { version?: string; source: string }>(e: T | undefined): T | undefined {
+  if (!e || e.version !== undefined || e.source === "apt") return e;
+  return { ...e, version: DEFAULTS.etcd.version };
+}
 
 /** Go-style duration in hours/minutes (`24h`, `1h30m`, `90m`) or `0` (never expires). */
 export function parseTtlSeconds(s: string): number | undefined {
@@ -337,11 +408,137 @@ const ttl = str("a duration").refine((v) => parseTtlSeconds(v) !== undefined, {
   error: (i) => `${show(i.input)} is not a duration like 24h, 1h30m or 90m (0 = never expires)`,
 });
 
+/* ---- containerd registry host configuration (hosts.toml) */
+
+const PEM_CERTS = /^\s*(-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\s*)+$/;
+const pemCerts = str("PEM certificates").refine((v) => PEM_CERTS.test(v), {
+  error: () => "is not PEM CA certificate text (one or more -----BEGIN CERTIFICATE----- blocks; the file's contents, not its path)",
+});
+/** An endpoint: `https://…`, or `http://…` only when `plainHttp: true` says so; `skipVerify` is refused. */
+const endpointFields = {
+  url: url(),
+  plainHttp: boolLike.default(false),
+  ca: pemCerts.optional(),
+  skipVerify: z.unknown().optional(),
+};
+function endpointChecks(e: { url: string; plainHttp: boolean; ca?: string; skipVerify?: unknown }, ctx: z.RefinementCtx) {
+  const http = /^http:\/\//i.test(e.url);
+  if (http && !e.plainHttp) ctx.addIssue({ code: "custom", path: ["url"], message: `${show(e.url)} is plain HTTP: set plainHttp: true to use it without TLS (or use https://)` });
+  if (!http && e.plainHttp) ctx.addIssue({ code: "custom", path: ["plainHttp"], message: `is true but url ${show(e.url)} is not http://` });
+  if (http && e.ca) ctx.addIssue({ code: "custom", path: ["ca"], message: "has no effect on a plain-HTTP endpoint" });
+  if (e.skipVerify !== undefined)
+    ctx.addIssue({ code: "custom", path: ["skipVerify"], message: "is not supported: skipping TLS verification lets anyone on the path serve any image; give the registry's CA certificate in ca (PEM), or use plainHttp on a trusted network" });
+}
+const RegistryEndpointSchema = z
+  .strictObject(endpointFields)
+  .superRefine(endpointChecks)
+  .transform(({ skipVerify: _s, ...e }) => e);
+const RegistryMirrorSchema = z
+  .strictObject({
+    ...endpointFields,
+    capabilities: z
+      .array(enumOf(["pull", "resolve", "push"]), { error: (i) => `expected a list of pull, resolve, push, got ${show(i.input)}` })
+      .min(1, { error: "needs at least one of pull, resolve, push" })
+      .superRefine((cs, ctx) => {
+        const dup = cs.filter((c, i) => cs.indexOf(c) !== i);
+        if (dup.length) ctx.addIssue({ code: "custom", message: `duplicate capability ${show(dup[0])}` });
+      })
+      .default(["pull", "resolve"]),
+  })
+  .superRefine(endpointChecks)
+  .transform(({ skipVerify: _s, ...e }) => e);
+const RegistrySchema = z
+  .strictObject({
+    server: RegistryEndpointSchema.optional(),
+    mirrors: z.array(RegistryMirrorSchema, { error: (i) => `expected a list of mirrors, got ${show(i.input)}` }).default([]),
+  })
+  .superRefine((r, ctx) => {
+    if (!r.server && r.mirrors.length === 0) ctx.addIssue({ code: "custom", message: "needs a server or at least one mirror" });
+    const seen = new Set<string>();
+    r.mirrors.forEach((m, i) => {
+      if (seen.has(m.url)) ctx.addIssue({ code: "custom", path: ["mirrors", i, "url"], message: `${show(m.url)} is listed twice` });
+      seen.add(m.url);
+    });
+  });
+/** A registry host namespace: `_default`, or a registry host name / IPv4 with an optional port (`registry.k8s.io`, `10.0.0.5:5000`). */
+export function registryNamespaceProblem(ns: string): string | undefined {
+  if (ns === "_default") return undefined;
+  const m = /^([^:/]+)(?::(\d{1,5}))?$/.exec(ns);
+  if (!m || !(isIPv4(m[1]) || isDnsName(m[1])) || (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)))
+    return `registry ${show(ns)} is not a registry host[:port] (e.g. registry.k8s.io, 10.0.0.5:5000) or _default`;
+  return undefined;
+}
+const registries = z.record(z.string(), RegistrySchema, { error: (i) => `expected a map of registry → { server?, mirrors }, got ${show(i.input)}` }).superRefine((m, ctx) => {
+  for (const k of Object.keys(m)) {
+    const problem = registryNamespaceProblem(k);
+    if (problem) ctx.addIssue({ code: "custom", path: [k], message: problem });
+  }
+});
+
 const ContainerdSchema = z.strictObject({
   source: enumOf(["upstream", "distribution", "preinstalled"]).default(DEFAULTS.kubernetes.containerd.source),
   version: versionString.default(DEFAULTS.kubernetes.containerd.version),
   runcVersion: versionString.default(DEFAULTS.kubernetes.containerd.runcVersion),
+  downloadUrl: url(["{version}"]).default(DEFAULTS.kubernetes.containerd.downloadUrl),
+  sha256: sha256Map.optional(),
+  runcDownloadUrl: url(["{version}"]).default(DEFAULTS.kubernetes.containerd.runcDownloadUrl),
+  runcSha256: sha256Map.optional(),
+  registries: registries.default({}),
 });
+
+/* ---- kubeadm image repository, component-config patches */
+
+/** kubeadm's `imageRepository`: `host[:port][/path]`, no scheme, no tag. */
+const imageRepository = str("an image repository").superRefine((v, ctx) => {
+  if (/^[a-z]+:\/\//i.test(v)) {
+    ctx.addIssue({ code: "custom", input: v, message: `${show(v)}: give host[:port][/path] without the scheme (kubeadm adds none; a plain-HTTP registry is declared in containerd.registries with plainHttp)` });
+    return;
+  }
+  const [host, ...path] = v.split("/");
+  const hostOk = registryNamespaceProblem(host) === undefined && host !== "_default";
+  const pathOk = path.every((c) => /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/.test(c));
+  if (!hostOk || !pathOk) ctx.addIssue({ code: "custom", input: v, message: `${show(v)} is not an image repository like registry.example.com:5000/k8s (host[:port] and lower-case path components)` });
+});
+
+/** Keys of a component configuration that hakube or kubeadm set: refused in a patch, with the reason. */
+const KUBELET_OWNED: Record<string, string> = {
+  apiVersion: "is set by hakube (kubelet.config.k8s.io/v1beta1)",
+  kind: "is set by hakube (KubeletConfiguration)",
+  cgroupDriver: "is owned by hakube: systemd, matching containerd's SystemdCgroup = true",
+  failCgroupV1: "is owned by hakube: set hakube:kubernetes.allowCgroupV1 instead",
+  clusterDNS: "is set by kubeadm from serviceSubnet (its 10th address, the CoreDNS Service)",
+  clusterDomain: "is set by kubeadm: use hakube:kubernetes.dnsDomain",
+  containerRuntimeEndpoint: "is owned by hakube: containerd's socket, the one nodeRegistration.criSocket names",
+  staticPodPath: "is set by kubeadm: the control plane's static Pods live in /etc/kubernetes/manifests",
+};
+const KUBELET_WARNED: Record<string, string> = {
+  failSwapOn: "node preparation turns swap off on every node anyway, so this changes nothing unless swap is turned on again by hand",
+};
+const KUBE_PROXY_OWNED: Record<string, string> = {
+  apiVersion: "is set by hakube (kubeproxy.config.k8s.io/v1alpha1)",
+  kind: "is set by hakube (KubeProxyConfiguration)",
+  clusterCIDR: "is set by kubeadm from podSubnet",
+  "clientConnection.kubeconfig": "is set by kubeadm: kube-proxy's DaemonSet mounts its kubeconfig at that path",
+};
+function componentPatch(what: string, fields: readonly string[], owned: Record<string, string>) {
+  return z.record(z.string(), z.unknown(), { error: (i) => `expected an object (fields of ${what}), got ${show(i.input)}` }).superRefine((m, ctx) => {
+    const walk = (v: unknown, path: (string | number)[]) => {
+      const dotted = path.join(".");
+      if (owned[dotted]) ctx.addIssue({ code: "custom", path, message: owned[dotted] });
+      if (v === null) ctx.addIssue({ code: "custom", path, message: "is null: omit the key instead (patches can set values, not remove them)" });
+      else if (Array.isArray(v)) v.forEach((x, i) => walk(x, [...path, i]));
+      else if (typeof v === "object") for (const [k, x] of Object.entries(v as Record<string, unknown>)) walk(x, [...path, k]);
+    };
+    for (const [k, v] of Object.entries(m)) {
+      if (!fields.includes(k)) {
+        ctx.addIssue({ code: "custom", path: [k], message: `is not a ${what} field${suggest(k, fields)}` });
+        continue;
+      }
+      walk(v, [k]);
+    }
+  });
+}
+
 
 const KubernetesSchema = z.strictObject({
   version: versionString.default(DEFAULTS.kubernetes.version),
@@ -352,7 +549,11 @@ const KubernetesSchema = z.strictObject({
   aptRepository: url().optional(),
   encryptionAlgorithm: enumOf(["ECDSA-P256", "RSA-2048"]).default(DEFAULTS.kubernetes.encryptionAlgorithm),
   bootstrapTokenTtl: ttl.default(DEFAULTS.kubernetes.bootstrapTokenTtl),
-  containerd: ContainerdSchema.default(() => ({ ...DEFAULTS.kubernetes.containerd })),
+  containerd: ContainerdSchema.default(() => ({ ...DEFAULTS.kubernetes.containerd, registries: {} })),
+  imageRepository: imageRepository.optional(),
+  allowCgroupV1: boolLike.default(DEFAULTS.kubernetes.allowCgroupV1),
+  kubeletConfiguration: componentPatch("KubeletConfiguration (kubelet.config.k8s.io/v1beta1)", KUBELET_CONFIGURATION_FIELDS, KUBELET_OWNED).optional(),
+  kubeProxyConfiguration: componentPatch("KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1)", KUBE_PROXY_CONFIGURATION_FIELDS, KUBE_PROXY_OWNED).optional(),
 });
 
 const CniSchema = z.strictObject({
@@ -400,7 +601,7 @@ export function keyPath(path: Path, namespace: string = NAMESPACE): string {
 
 class Problems {
   readonly list: string[] = [];
-  constructor(private readonly namespace: string = NAMESPACE) {}
+  constructor(readonly namespace: string = NAMESPACE) {}
   add(path: Path, message: string) {
     this.list.push(`${keyPath(path, this.namespace)}: ${message}`);
   }
@@ -426,6 +627,12 @@ const ALL_OBJECT_KEYS = [
   ...Object.keys(KubernetesSchema.shape),
   ...Object.keys(CniSchema.shape),
   ...Object.keys(ContainerdSchema.shape),
+  "server",
+  "mirrors",
+  "url",
+  "plainHttp",
+  "ca",
+  "capabilities",
   "http",
   "https",
   "nodePort",
@@ -530,7 +737,7 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
   if (v.loadBalancer === undefined && needsLb && hostsRaw !== undefined)
     p.add(["loadBalancer"], "is required: the load balancers need at least { vip }");
   const loadBalancer = objectKey("loadBalancer", LoadBalancerSchema, true);
-  const etcd = objectKey("etcd", EtcdSchema, false);
+  const etcd = etcdWithVersion(objectKey("etcd", EtcdSchema, false));
   const kubernetes = objectKey("kubernetes", KubernetesSchema, false);
   const cni = objectKey("cni", CniSchema, false);
 
@@ -544,8 +751,9 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
   if (normHosts && loadBalancer) checkLoadBalancer(p, normHosts, loadBalancer);
   if (kubernetes) checkKubernetes(p, normHosts, kubernetes, loadBalancer);
   if (kubernetes) checkContainerd(p, kubernetes, rawObject(v.kubernetes)?.containerd);
+  if (kubernetes) checkNodeSettings(p, warnings, kubernetes);
   if (cni && cni.plugin === "none" && cni.manifestUrl) p.add(["cni", "manifestUrl"], `has no effect with plugin "none"`);
-  if (etcd && semver.lt(etcd.version, MIN_EXTERNAL_ETCD_VERSION))
+  if (etcd?.version !== undefined && semver.lt(etcd.version, MIN_EXTERNAL_ETCD_VERSION))
     warnings.push(
       `hakube:etcd.version: ${etcd.version} is older than ${MIN_EXTERNAL_ETCD_VERSION}, the oldest external etcd kubeadm accepts: kubeadm init will refuse it (fine for an etcd-only lab)`,
     );
@@ -626,13 +834,33 @@ function checkNodeLabels(p: Problems, hosts: HostSpec[]) {
 function checkContainerd(p: Problems, k: z.output<typeof KubernetesSchema>, raw: Record<string, unknown> | undefined) {
   const c = k.containerd;
   if (c.source !== "upstream") {
-    for (const f of ["version", "runcVersion"] as const)
+    for (const f of ["version", "runcVersion", "downloadUrl", "sha256", "runcDownloadUrl", "runcSha256"] as const)
       if (raw && raw[f] !== undefined) p.add(["kubernetes", "containerd", f], `is only used with source "upstream" (source is ${show(c.source)})`);
     return;
   }
   const ranges = containerdRanges(k.version);
   const ok = ranges.some((r) => semver.gte(c.version, r.min) && (r.below === undefined || semver.lt(c.version, r.below)));
   if (!ok) p.add(["kubernetes", "containerd", "version"], `${c.version} is not supported with Kubernetes ${k.version} (needs ${describeRanges(ranges)})`);
+}
+
+/** Rules of the node settings beyond their schema: cgroup v1, the kubelet patch. Warnings name the key path. */
+function checkNodeSettings(p: Problems, warnings: string[], k: z.output<typeof KubernetesSchema>) {
+  const minor = semver.minor(k.version);
+  const at = (path: Path) => keyPath(path, p.namespace);
+  if (k.allowCgroupV1) {
+    if (minor < CGROUP_V1_FAIL_BY_DEFAULT_MINOR)
+      warnings.push(`${at(["kubernetes", "allowCgroupV1"])}: Kubernetes ${k.version} still runs on cgroup v1 by default; the setting only matters from 1.${CGROUP_V1_FAIL_BY_DEFAULT_MINOR}`);
+    else
+      warnings.push(
+        `${at(["kubernetes", "allowCgroupV1"])}: cgroup v1 is unsupported since Kubernetes 1.${CGROUP_V1_FAIL_BY_DEFAULT_MINOR} (KEP-5573) and a later release will remove it: the kubelet runs with failCgroupV1: false and kubeadm's SystemVerification preflight is skipped; move the hosts to cgroup v2 (systemd.unified_cgroup_hierarchy=1)`,
+      );
+    if (minor > CGROUP_V1_NEWEST_CHECKED_MINOR)
+      warnings.push(`${at(["kubernetes", "allowCgroupV1"])}: hakube has not checked whether the kubelet of Kubernetes ${k.version} still accepts failCgroupV1: false (checked up to 1.${CGROUP_V1_NEWEST_CHECKED_MINOR})`);
+    if (k.kubeletConfiguration?.singleProcessOOMKill === false)
+      p.add(["kubernetes", "kubeletConfiguration", "singleProcessOOMKill"], "must not be false on cgroup v1 hosts (the kubelet refuses it; allowCgroupV1 is true)");
+  }
+  for (const [key, why] of Object.entries(KUBELET_WARNED))
+    if (k.kubeletConfiguration && key in k.kubeletConfiguration) warnings.push(`${at(["kubernetes", "kubeletConfiguration", key])}: ${why}`);
 }
 
 function checkHosts(p: Problems, warnings: string[], hosts: HostSpec[], strict: boolean) {
@@ -775,8 +1003,9 @@ export interface NodePoolConfigInput {
  * cluster (examples/worker-pool), validated with the same rules as this program's config.
  * Throws one ConfigError naming every problem.
  */
-export function parseNodePoolConfig(input: NodePoolConfigInput): { hosts: HostSpec[]; kubernetes: KubernetesSpec } {
+export function parseNodePoolConfig(input: NodePoolConfigInput): { hosts: HostSpec[]; kubernetes: KubernetesSpec; warnings: string[] } {
   const p = new Problems(input.namespace);
+  const warnings: string[] = [];
   const roles = input.roles ?? ["worker"];
   const user = input.sshUser ?? DEFAULTS.sshUser;
   const port = input.sshPort ?? DEFAULTS.sshPort;
@@ -800,9 +1029,13 @@ export function parseNodePoolConfig(input: NodePoolConfigInput): { hosts: HostSp
     if (semver.lt(kubernetes.version, MIN_KUBERNETES_VERSION))
       p.add(["kubernetes", "version"], `${kubernetes.version} is too old: kubeadm.k8s.io/v1beta4 needs Kubernetes ${MIN_KUBERNETES_VERSION} or newer`);
     checkContainerd(p, kubernetes, input.kubernetes && typeof input.kubernetes === "object" ? ((input.kubernetes as Record<string, any>).containerd ?? undefined) : undefined);
+    checkNodeSettings(p, warnings, kubernetes);
+    // the kubelet and kube-proxy configurations are uploaded by kubeadm init; a join reads the cluster's
+    for (const f of ["kubeletConfiguration", "kubeProxyConfiguration"] as const)
+      if (kubernetes[f] !== undefined) p.add(["kubernetes", f], "has no effect on nodes that join an existing cluster (kubeadm join reads the cluster's configuration): set it on the cluster's stack");
   }
   if (p.list.length) throw new ConfigError(p.list);
-  return { hosts, kubernetes: kubernetes as KubernetesSpec };
+  return { hosts, kubernetes: kubernetes as KubernetesSpec, warnings };
 }
 
 /* ------------------------------------------------------------------ the schemas, for documentation checks */

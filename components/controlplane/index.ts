@@ -19,6 +19,7 @@ import { apiServerUrl, joinEndpoint, renderKubeconfig } from "../pki";
 import {
   asComment,
   ensureTokenStep,
+  preflightErrorsToIgnore,
   prepareNode,
   REDACTED,
   renderControlPlaneJoinConfig,
@@ -151,9 +152,14 @@ export class ControlPlane extends pulumi.ComponentResource {
         certSANs: [lb.vip, ...lb.addresses],
         etcdEndpoints: [...etcdEndpoints],
         encryptionAlgorithm: pki.algorithm,
+        ...(k.imageRepository ? { imageRepository: k.imageRepository } : {}),
+        allowCgroupV1: k.allowCgroupV1,
+        ...(k.kubeletConfiguration ? { kubeletConfiguration: k.kubeletConfiguration } : {}),
+        ...(k.kubeProxyConfiguration ? { kubeProxyConfiguration: k.kubeProxyConfiguration } : {}),
       }),
     );
     const discoveryOf = (token: string, caCertHash: string) => ({ endpoint, token, caCertHash });
+    const nodeOptions = { ignorePreflightErrors: preflightErrorsToIgnore(k) };
 
     const members: Record<string, command.remote.Command> = {};
     let previous: command.remote.Command | undefined;
@@ -162,7 +168,7 @@ export class ControlPlane extends pulumi.ComponentResource {
       const prepared = prepareNode(hosts, this, name, host, k);
       // the bootstrap token: valid before this host joins (for the first host: right after init, see below)
       const token = isFirst ? undefined : ensureTokenStep(hosts, this, name, { joiner: host, controlPlane: first, token: pki.bootstrapToken, ttl: k.bootstrapTokenTtl, dependsOn: [previous!] });
-      const joinConfig = pulumi.all([pki.bootstrapToken, pki.caCertHash]).apply(([t, h]) => renderControlPlaneJoinConfig(host, discoveryOf(t, h)));
+      const joinConfig = pulumi.all([pki.bootstrapToken, pki.caCertHash]).apply(([t, h]) => renderControlPlaneJoinConfig(host, discoveryOf(t, h), nodeOptions));
       const initConfig = isFirst ? pulumi.all([cluster, pki.bootstrapToken]).apply(([c, t]) => renderInitConfig(host, c, t, ttl)) : undefined;
       const script = pulumi.all([files, cluster, pki.caCertHash]).apply(([f, c, hash]) =>
         renderControlPlaneScript({
@@ -173,7 +179,7 @@ export class ControlPlane extends pulumi.ComponentResource {
           files: f,
           preview: {
             ...(isFirst ? { init: asComment(`${INIT_CONFIG_PATH} (on stdin; token redacted)`, renderInitConfig(host, c, REDACTED, ttl)) } : {}),
-            join: asComment(`${JOIN_CONFIG_PATH} (on stdin; token redacted)`, renderControlPlaneJoinConfig(host, discoveryOf(REDACTED, hash))),
+            join: asComment(`${JOIN_CONFIG_PATH} (on stdin; token redacted)`, renderControlPlaneJoinConfig(host, discoveryOf(REDACTED, hash), nodeOptions)),
           },
         }),
       );

@@ -122,7 +122,13 @@ export class EtcdCluster extends pulumi.ComponentResource {
       const member = members.find((m) => m.name === h.name)!;
       const install = hosts.step(this, name, { host: h, step: "install", script: installScript });
       const { server, peer } = certs.get(h.name)!;
-      const config = renderConfig({ member, members, clusterName, dataDir: etcd.dataDir });
+      const config = renderConfig({
+        member,
+        members,
+        clusterName,
+        dataDir: etcd.dataDir,
+        tuning: { heartbeatIntervalMs: etcd.heartbeatIntervalMs, electionTimeoutMs: etcd.electionTimeoutMs },
+      });
       const unit = renderUnit({ member: h.name, address: h.internalAddress, clusterName, source: etcd.source, version: etcd.version });
       const owner = `${name}-member-${h.name}`;
       const rendered = pulumi

@@ -12,8 +12,10 @@
  */
 import { createHash } from "node:crypto";
 import { stringify } from "yaml";
+import { DEFAULT_ETCD_VERSION, DEFAULTS, MIN_EXTERNAL_ETCD_VERSION } from "../config/defaults";
 import type { EtcdSpec } from "../config/spec";
 import { heredocDelimiter, shq, shqAll } from "../remote/shell";
+import { downloadFunctions, pinnedSha256 } from "../remote/download";
 
 export const CLIENT_PORT = 2379;
 export const PEER_PORT = 2380;
@@ -29,6 +31,8 @@ export interface EtcdPaths {
   stateDir: string;
   /** Where `source: download` installs etcd, etcdctl, etcdutl. */
   binDir: string;
+  /** Where the distribution's etcd-server / etcd-client put etcd and etcdctl (`source: apt`). */
+  distBinDir: string;
 }
 
 export const DEFAULT_PATHS: EtcdPaths = {
@@ -38,6 +42,7 @@ export const DEFAULT_PATHS: EtcdPaths = {
   unitFile: `/etc/systemd/system/${UNIT_NAME}`,
   stateDir: "/var/lib/hakube/etcd",
   binDir: "/usr/local/bin",
+  distBinDir: "/usr/bin",
 };
 
 /** Certificate and key files in `pkiDir`. */
@@ -55,20 +60,24 @@ export const PKI_FILES = {
 export const MEMBER_SECRETS = ["serverKey", "peerKey", "healthcheckKey"] as const;
 
 /**
- * Server tuning, the same on every member. Heartbeat/election are 2.5× etcd's defaults: hakube
- * targets shared VMs and small bare-metal hosts where a 1 s election timeout causes spurious
- * leader changes under CPU or disk pressure; a lost leader is replaced within ~2.5–5 s.
+ * Server tuning, the same on every member. Heartbeat/election come from the stack
+ * (`etcd.heartbeatIntervalMs`/`electionTimeoutMs`, see `EtcdTuning`); the rest is fixed:
  * `snapshot-count` is kubeadm's; the quota is etcd's recommended maximum (8 GiB, a limit, not an
  * allocation); kube-apiserver compacts every 5 min itself, the periodic compaction is a backstop.
  */
 export const TUNING = {
-  heartbeatIntervalMs: 250,
-  electionTimeoutMs: 2500,
   snapshotCount: 10000,
   quotaBackendBytes: 8 * 1024 ** 3,
   autoCompactionMode: "periodic",
   autoCompactionRetention: "1h",
 } as const;
+
+/** Raft timing (stack setting; validated in config/spec.ts, measured in docs/etcd.md "Leader failover"). */
+export type EtcdTuning = Pick<EtcdSpec, "heartbeatIntervalMs" | "electionTimeoutMs">;
+export const DEFAULT_TUNING: EtcdTuning = {
+  heartbeatIntervalMs: DEFAULTS.etcd.heartbeatIntervalMs,
+  electionTimeoutMs: DEFAULTS.etcd.electionTimeoutMs,
+};
 
 /** Bounded waits (seconds). */
 export const WAITS = {
@@ -123,7 +132,7 @@ export function majorMinor(version: string): string {
  */
 export function etcdBinary(source: EtcdSpec["source"], paths: EtcdPaths = DEFAULT_PATHS): string {
   if (source === "download") return `${paths.binDir}/etcd`;
-  if (source === "apt") return "/usr/bin/etcd";
+  if (source === "apt") return `${paths.distBinDir}/etcd`;
   return "etcd";
 }
 
@@ -135,6 +144,8 @@ export interface MemberConfigInput {
   paths?: EtcdPaths;
   /** Also serve clients on https://127.0.0.1:2379 (co-located clients). Default true. */
   listenLocalhost?: boolean;
+  /** Raft heartbeat / election timeout (`etcd.heartbeatIntervalMs`, `etcd.electionTimeoutMs`). Default `DEFAULT_TUNING`. */
+  tuning?: EtcdTuning;
 }
 
 /**
@@ -145,6 +156,7 @@ export interface MemberConfigInput {
  */
 export function memberConfig(i: MemberConfigInput): Record<string, unknown> {
   const paths = i.paths ?? DEFAULT_PATHS;
+  const tuning = i.tuning ?? DEFAULT_TUNING;
   const pki = (f: string) => `${paths.pkiDir}/${f}`;
   const clientUrls = [clientUrl(i.member), ...(i.listenLocalhost === false ? [] : [`https://127.0.0.1:${CLIENT_PORT}`])];
   return {
@@ -171,8 +183,8 @@ export function memberConfig(i: MemberConfigInput): Record<string, unknown> {
       "trusted-ca-file": pki(PKI_FILES.ca),
       "auto-tls": false,
     },
-    "heartbeat-interval": TUNING.heartbeatIntervalMs,
-    "election-timeout": TUNING.electionTimeoutMs,
+    "heartbeat-interval": tuning.heartbeatIntervalMs,
+    "election-timeout": tuning.electionTimeoutMs,
     "snapshot-count": TUNING.snapshotCount,
     "quota-backend-bytes": TUNING.quotaBackendBytes,
     "auto-compaction-mode": TUNING.autoCompactionMode,
@@ -196,7 +208,8 @@ export interface UnitInput {
   address: string;
   clusterName: string;
   source: EtcdSpec["source"];
-  version: string;
+  /** undefined: the distribution's etcd (source apt), at least MIN_EXTERNAL_ETCD_VERSION (never 3.4) */
+  version?: string;
   paths?: EtcdPaths;
 }
 
@@ -209,7 +222,7 @@ export interface UnitInput {
  */
 export function renderUnit(u: UnitInput): string {
   const paths = u.paths ?? DEFAULT_PATHS;
-  const env = majorMinor(u.version) === "3.4" ? ["# etcd 3.4 runs on arm64 only when told to (3.5+ supports it)", "Environment=ETCD_UNSUPPORTED_ARCH=arm64"] : [];
+  const env = u.version !== undefined && majorMinor(u.version) === "3.4" ? ["# etcd 3.4 runs on arm64 only when told to (3.5+ supports it)", "Environment=ETCD_UNSUPPORTED_ARCH=arm64"] : [];
   return [
     `# etcd member ${u.member} of hakube cluster ${u.clusterName}. Managed by hakube: \`pulumi up\` rewrites this file.`,
     "[Unit]",
@@ -246,8 +259,9 @@ export interface StampInput {
   peerCertPem: string;
   healthcheckCertPem: string;
   source: EtcdSpec["source"];
-  /** The configured etcd version (a rolling restart refuses minor-version skips and downgrades). */
-  version: string;
+  /** The configured etcd version (a rolling restart refuses minor-version skips and downgrades);
+   *  undefined: the distribution's (source apt without etcd.version), read from the binary on the host. */
+  version?: string;
 }
 
 /**
@@ -256,7 +270,7 @@ export interface StampInput {
  */
 export function memberStamp(s: StampInput): string {
   const h = createHash("sha256");
-  for (const part of [s.config, s.unit, s.caCertPem, s.serverCertPem, s.peerCertPem, s.healthcheckCertPem, `${s.source} ${s.version}`])
+  for (const part of [s.config, s.unit, s.caCertPem, s.serverCertPem, s.peerCertPem, s.healthcheckCertPem, `${s.source} ${s.version ?? "distribution"}`])
     h.update(`${Buffer.byteLength(part)}:${part}\n`);
   return h.digest("hex");
 }
@@ -268,21 +282,20 @@ export interface InstallInput {
   paths?: EtcdPaths;
 }
 
-/** `sed`-free: fill `{version}` and `{arch}` on the host with bash substitutions. */
+/** The pinned version (every source but apt always has one: the config parser fills the default). */
+function pinned(e: EtcdSpec): string {
+  if (e.version === undefined) throw new Error(`hakube: etcd.version is required with source ${e.source}`);
+  return e.version;
+}
+
+/** `sed`-free: `{version}` and `{arch}` are filled on the host (components/remote/download.ts, shared with containerd/runc). */
 function downloadBody(e: EtcdSpec, paths: EtcdPaths): string {
   const bin = paths.binDir;
-  const sums = e.sha256 ? Object.entries(e.sha256).filter(([, v]) => v) : [];
-  const sumCase = e.sha256
-    ? `case "$arch" in
-${sums.map(([a, v]) => `  ${shq(a)}) sum=${shq(String(v).toLowerCase())} ;;`).join("\n")}
-  *) hakube_fail "etcd.sha256 has no checksum for $arch (it has: ${sums.map(([a]) => a).join(", ") || "none"})" ;;
-esac`
-    : `sum=""  # no etcd.sha256 configured: the download is not verified`;
-  return `want=${shq(e.version)}
+  return `want=${shq(pinned(e))}
 url_template=${shq(e.downloadUrl)}
 bin_dir=${shq(bin)}
-arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
-case "$arch" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; esac
+${downloadFunctions()}
+arch=$(hakube_arch)
 
 # (awk reads to the end: an early exit could SIGPIPE the writer, which pipefail reports)
 etcd_version() { { "$1" --version 2>/dev/null || true; } | awk '/^etcd Version:/ && !v { v = $3 } END { print v }'; }
@@ -292,23 +305,13 @@ if [ -x "$bin_dir/etcd" ] && [ -x "$bin_dir/etcdctl" ] \\
    && [ "$(etcd_version "$bin_dir/etcd")" = "$want" ] && [ "$(etcdctl_version "$bin_dir/etcdctl")" = "$want" ]; then
   echo "ok: etcd $want is installed in $bin_dir"
 else
-  url=\${url_template//\\{version\\}/$want}
-  url=\${url//\\{arch\\}/$arch}
-${sumCase.replace(/^/gm, "  ")}
+  url=$(hakube_url "$url_template" "$want" "$arch")
+${pinnedSha256("sum", e.sha256, "etcd.sha256").replace(/^/gm, "  ")}
   dl=$(mktemp -d /var/tmp/hakube-etcd.XXXXXX)
   trap 'rm -rf "$dl"' EXIT
-  if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --retry 3 --connect-timeout 20 -o "$dl/etcd.tar.gz" "$url" || hakube_fail "download of $url failed"
-  elif command -v wget >/dev/null 2>&1; then
-    wget -q -T 20 -t 3 -O "$dl/etcd.tar.gz" "$url" || hakube_fail "download of $url failed"
-  else
-    hakube_apt_install curl ca-certificates
-    curl -fsSL --retry 3 --connect-timeout 20 -o "$dl/etcd.tar.gz" "$url" || hakube_fail "download of $url failed"
-  fi
-  if [ -n "$sum" ]; then
-    got=$(sha256sum "$dl/etcd.tar.gz" | cut -d' ' -f1)
-    [ "$got" = "$sum" ] || hakube_fail "sha256 of $url is $got, etcd.sha256.$arch says $sum"
-  fi
+  hakube_fetch "$url" "$dl/etcd.tar.gz"
+  # without etcd.sha256 the download is not verified
+  [ -z "$sum" ] || hakube_check_sha256 "$dl/etcd.tar.gz" "$sum" "$url" "etcd.sha256.$arch"
   mkdir "$dl/x"
   tar -xzf "$dl/etcd.tar.gz" -C "$dl/x" --no-same-owner 2>/dev/null || hakube_fail "$url is not a .tar.gz archive"
   found=$(find "$dl/x" -type f -name etcd -print -quit)
@@ -328,14 +331,48 @@ ${sumCase.replace(/^/gm, "  ")}
 fi`;
 }
 
+/**
+ * `source: apt`. With `etcd.version` set, the distribution's etcd must have its major.minor; without
+ * it, any etcd at least MIN_EXTERNAL_ETCD_VERSION (the oldest external etcd kubeadm accepts). Both
+ * are checked against apt's candidate before anything is installed, and against the installed
+ * binary afterwards.
+ */
 function aptBody(e: EtcdSpec, paths: EtcdPaths): string {
-  const mm = majorMinor(e.version);
-  return `want=${shq(e.version)} want_minor=${shq(mm)}
+  const etcdBin = etcdBinary("apt", paths);
+  const accept =
+    e.version !== undefined
+      ? `want=${shq(e.version)} want_minor=${shq(majorMinor(e.version))}
+# etcd_accept VERSION WHAT: the distribution's etcd is the configured major.minor
+etcd_accept() {
+  case "$1" in
+    "$want_minor".*) return 0 ;;
+    *) hakube_fail "the distribution's etcd-server is \${1:-unknown}$2, but etcd.version is $want (needs $want_minor.x): set etcd.version to match, or use etcd.source download" ;;
+  esac
+}`
+      : `min=${shq(MIN_EXTERNAL_ETCD_VERSION)}
+# etcd_accept VERSION WHAT: etcd.version is not set: the distribution's etcd, if kubeadm accepts it
+etcd_accept() {
+  if [ -z "$1" ] || ! printf '%s\\n' "$min" "$1" | sort -V -C; then
+    hakube_fail "the distribution's etcd-server is \${1:-unknown}$2, older than $min, the oldest external etcd kubeadm accepts: use etcd.source download (etcd ${DEFAULT_ETCD_VERSION} by default), or set etcd.version to \${1:-it} for an etcd-only cluster"
+  fi
+}`;
+  return `${accept}
+# the upstream part of a Debian version: 1:3.5.16-4+b1 -> 3.5.16
+upstream_version() { local v=\${1#*:}; echo "\${v%%[-+~]*}"; }
 missing=()
 for p in etcd-server etcd-client; do
   dpkg-query -W -f='\${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
 done
 if [ "\${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  candidate() { { apt-cache policy etcd-server 2>/dev/null || true; } | awk '$1 == "Candidate:" && !v { v = $2 } END { print v }'; }
+  cand=$(candidate)
+  if [ -z "$cand" ] || [ "$cand" = "(none)" ]; then
+    apt-get -q -o DPkg::Lock::Timeout=300 update >/dev/null </dev/null || hakube_fail "apt-get update failed"
+    cand=$(candidate)
+  fi
+  { [ -n "$cand" ] && [ "$cand" != "(none)" ]; } || hakube_fail "the distribution has no etcd-server package (apt-cache policy etcd-server): use etcd.source download"
+  etcd_accept "$(upstream_version "$cand")" " (apt's candidate; nothing installed)"
   # The package enables and starts its own single-node etcd.service on installation. Our unit
   # (written by the member step) replaces it; until then a runtime mask keeps it from starting.
   masked=""
@@ -352,17 +389,15 @@ if [ "\${#missing[@]}" -gt 0 ]; then
     systemctl disable --quiet ${UNIT_NAME} 2>/dev/null || true
   fi
 fi
-have=$({ /usr/bin/etcd --version 2>/dev/null || true; } | awk '/^etcd Version:/ && !v { v = $3 } END { print v }')
-case "$have" in
-  "$want_minor".*) echo "ok: etcd $have from the distribution (etcd-server, etcd-client)" ;;
-  *) hakube_fail "the distribution's etcd-server is \${have:-unknown}, but etcd.version is $want (needs $want_minor.x): set etcd.version to match, or use etcd.source download" ;;
-esac
-command -v etcdctl >/dev/null 2>&1 || hakube_fail "etcdctl is missing after installing etcd-client"`;
+have=$({ ${shq(etcdBin)} --version 2>/dev/null || true; } | awk '/^etcd Version:/ && !v { v = $3 } END { print v }')
+etcd_accept "$have" ""
+echo "ok: etcd $have from the distribution (etcd-server, etcd-client)"
+[ -x ${shq(`${paths.distBinDir}/etcdctl`)} ] || hakube_fail "etcdctl is missing after installing etcd-client"`;
 }
 
 function preinstalledBody(e: EtcdSpec): string {
-  const mm = majorMinor(e.version);
-  return `want=${shq(e.version)} want_minor=${shq(mm)}
+  const mm = majorMinor(pinned(e));
+  return `want=${shq(pinned(e))} want_minor=${shq(mm)}
 command -v etcd >/dev/null 2>&1 || hakube_fail "etcd is not installed (etcd.source is preinstalled: put etcd $want_minor.x in /usr/local/bin or /usr/bin)"
 command -v etcdctl >/dev/null 2>&1 || hakube_fail "etcdctl is not installed (etcd.source is preinstalled; the health checks need it)"
 have=$({ etcd --version 2>/dev/null || true; } | awk '/^etcd Version:/ && !v { v = $3 } END { print v }')
@@ -377,7 +412,7 @@ export function renderInstallScript(i: InstallInput): string {
   const paths = i.paths ?? DEFAULT_PATHS;
   const e = i.etcd;
   const body = e.source === "download" ? downloadBody(e, paths) : e.source === "apt" ? aptBody(e, paths) : preinstalledBody(e);
-  return `# install etcd ${e.version} (source: ${e.source})
+  return `# install etcd ${e.version ?? `(the distribution's, at least ${MIN_EXTERNAL_ETCD_VERSION})`} (source: ${e.source})
 if ! getent passwd etcd >/dev/null; then
   getent group etcd >/dev/null || groupadd --system etcd
   useradd --system --gid etcd --home-dir ${shq(e.dataDir)} --no-create-home --shell /usr/sbin/nologin --comment "etcd (hakube)" etcd
@@ -615,7 +650,7 @@ elif [ "$state" = active ] && [ -n "$applied" ]; then
   etcd_wait ${waits.beforeRestart} "before restarting $member (restarting now could lose the quorum)"
   # etcd upgrades one minor at a time and never downgrades: refuse before taking the member down
   running=$(etcdctl "\${etcd_tls[@]}" --endpoints="$self_client" endpoint status -w simple 2>/dev/null | awk -F', ' 'NR == 1 { print $3 }')
-  target=${shq(majorMinor(m.version))}
+  target=${m.version !== undefined ? shq(majorMinor(m.version)) : `$({ ${etcdBinary("apt", paths)} --version 2>/dev/null || true; } | awk '/^etcd Version:/ && !v { split($3, p, "."); v = p[1] "." p[2] } END { print v }')  # the distribution's etcd (etcd.version not set)`}
   if [ -n "$running" ]; then
     r_minor=\${running#*.}; r_minor=\${r_minor%%.*}; t_minor=\${target#*.}
     if [ "\${running%%.*}" != "\${target%%.*}" ] || [ "$t_minor" -lt "$r_minor" ] || [ "$t_minor" -gt "$((r_minor + 1))" ]; then

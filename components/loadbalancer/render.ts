@@ -25,11 +25,30 @@ export { LB_HEALTH_PORT };
 
 /** VRRP advertisement interval (VRRPv3 centiseconds: 0.2 s). */
 export const VRRP_ADVERT_SECONDS = 0.2;
-/** Priority of the first load balancer; each next one (host order) is 10 lower. */
+/**
+ * Base priority of the first load balancer; each next one (host order) is 1 lower (at most
+ * `MAX_LOAD_BALANCERS`: 200 … 181). The spread (≤ 19) stays below `HOLDER_BONUS`.
+ */
 export const VRRP_TOP_PRIORITY = 200;
-export const VRRP_PRIORITY_STEP = 10;
-/** keepalived check script: interval (whole seconds in keepalived 2.2), timeout, fall, rise. */
-export const CHECK = { interval: 1, timeout: 1, fall: 2, rise: 2 } as const;
+export const VRRP_PRIORITY_STEP = 1;
+export const MAX_LOAD_BALANCERS = 20;
+/**
+ * The holder's bonus: while an instance is MASTER its notify script writes 1 into the holder
+ * file (`track_file`, × this weight), else 0. A holder (base + 50) therefore outranks every
+ * healthy backup (≤ base 200), so preemption is on and still no backup takes a healthy holder's
+ * VIP: a recovered host does not take the VIP back.
+ */
+export const HOLDER_BONUS = 50;
+/**
+ * keepalived check script: interval and timeout (whole seconds in keepalived 2.2), fall, rise,
+ * and the weight a failing check subtracts from the priority. It never puts the instance in
+ * FAULT: a busy machine whose checks time out only lowers priorities, and a sick holder (base
+ * + bonus − 100 ≤ 150) falls below every healthy backup (≥ 181), which then preempts. When every
+ * load balancer's check fails (load), the holder keeps the highest priority: the VIP stays.
+ * `readTimeoutS`: the script's own wait for the engine's answer (below keepalived's timeout, so
+ * the script decides, not a SIGTERM).
+ */
+export const CHECK = { interval: 1, timeout: 4, readTimeoutS: 3, fall: 2, rise: 2, weight: -100 } as const;
 /**
  * HAProxy active checks of the API servers. A refused connection fails at once, a silent
  * (powered-off) server after `timeout check`; after the first failure the checks run every
@@ -61,6 +80,10 @@ export interface LbPaths {
   nginxStreamModule: string;
   keepalivedConfig: string;
   checkScript: string;
+  /** keepalived's notify script (writes the holder file on every state change). */
+  notifyScript: string;
+  /** 1 while this host's instance is MASTER, else 0 (keepalived tracks it: the holder bonus). */
+  holderFile: string;
   /** Stamps of the applied configuration (a re-run reloads only when it differs). */
   stateDir: string;
 }
@@ -77,6 +100,8 @@ export const DEFAULT_PATHS: LbPaths = {
   nginxStreamModule: "/usr/lib/nginx/modules/ngx_stream_module.so",
   keepalivedConfig: "/etc/keepalived/keepalived.conf",
   checkScript: "/etc/keepalived/hakube-check-lb.sh",
+  notifyScript: "/etc/keepalived/hakube-notify.sh",
+  holderFile: "/run/hakube-keepalived.holder",
   stateDir: "/var/lib/hakube/loadbalancer",
 };
 
@@ -171,9 +196,8 @@ export interface Resolved {
 }
 
 export function vrrpPriority(index: number): number {
-  const p = VRRP_TOP_PRIORITY - VRRP_PRIORITY_STEP * index;
-  if (p < 1) throw new Error(`hakube: loadBalancer: at most ${Math.floor((VRRP_TOP_PRIORITY - 1) / VRRP_PRIORITY_STEP) + 1} load balancers are supported`);
-  return p;
+  if (index >= MAX_LOAD_BALANCERS) throw new Error(`hakube: loadBalancer: at most ${MAX_LOAD_BALANCERS} load balancers are supported`);
+  return VRRP_TOP_PRIORITY - VRRP_PRIORITY_STEP * index;
 }
 
 export function resolve(i: LbInput): Resolved {
@@ -247,9 +271,25 @@ export function apiServerMarkDownBoundMs(): { refused: number; silent: number } 
   };
 }
 
-/** Upper bound (ms) for keepalived to notice a dead engine: `fall` failed runs, `interval` apart. */
+/**
+ * Upper bound (ms) for a stopped engine (connection refused at once) to lower the holder's
+ * priority: `fall` failed runs, `interval` apart, the first one up to `interval` after the stop.
+ * The VIP then moves after one master-down interval of the backup (≤ 660 ms).
+ */
 export function engineDeathDetectionBoundMs(): number {
-  return CHECK.fall * CHECK.interval * 1000 + CHECK.timeout * 1000;
+  return CHECK.fall * CHECK.interval * 1000;
+}
+/**
+ * The same for a hung engine (accepts, never answers): each run waits `readTimeoutS`; keepalived
+ * 2.2.7 starts a run every `interval` even while the last one still runs.
+ */
+export function engineHangDetectionBoundMs(): number {
+  return CHECK.interval * 1000 + CHECK.readTimeoutS * 1000 + (CHECK.fall - 1) * CHECK.interval * 1000;
+}
+/** Effective priorities (keepalived clamps to 1…254): healthy/sick holder, healthy/sick backup, for base priority `p`. */
+export function effectivePriorities(p: number): { holder: number; sickHolder: number; backup: number; sickBackup: number } {
+  const clamp = (n: number) => Math.max(1, Math.min(254, n));
+  return { holder: clamp(p + HOLDER_BONUS), sickHolder: clamp(p + HOLDER_BONUS + CHECK.weight), backup: clamp(p), sickBackup: clamp(p + CHECK.weight) };
 }
 
 /* ------------------------------------------------------------------ haproxy.cfg */
@@ -414,15 +454,19 @@ export function renderEngineConfig(input: LbInput | Resolved): string {
  */
 export function renderProbeFunction(r: Resolved): string {
   const ask = r.engine === "haproxy" ? `  printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 || exit 1\n` : "";
+  const filter = r.frontendPorts.map((p) => `sport = :${p}`).join(" or ");
   return `lb_probe() (
   # ${r.engine} answers on its local health endpoint (its event loop is alive) ...
   { exec 3<>/dev/tcp/127.0.0.1/${r.healthPort}; } 2>/dev/null || exit 1
-${ask}  IFS= read -r -t 1 status <&3 || exit 1
+${ask}  IFS= read -r -t ${CHECK.readTimeoutS} status <&3 || exit 1
   case "$status" in "HTTP/1."[01]" 200"*) ;; *) exit 1 ;; esac
-  # ... and every frontend port has a listener (checked without connecting through to a backend)
-  for p in ${r.frontendPorts.join(" ")}; do
-    [ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] || exit 1
-  done
+  # ... and every frontend port has a listener: one ss for all ports (the kernel filters), its
+  # output parsed with bash builtins (no fork per port); never connects through to a backend
+  want=" ${r.frontendPorts.join(" ")} "
+  while read -r _ _ _ addr _; do
+    want=\${want/ \${addr##*:} / }
+  done < <(ss -Hltn '( ${filter} )' 2>/dev/null)
+  [ -z "\${want// /}" ] || exit 1
 )`;
 }
 
@@ -434,8 +478,29 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 # keepalived runs it every ${CHECK.interval} s as ${r.scriptUser}. It succeeds while the local ${r.engine} answers on
 # 127.0.0.1:${r.healthPort} and listens on port(s) ${r.frontendPorts.join(", ")}. It never looks at the API servers:
 # with all of them down the VIP stays where it is (no flapping); with ${r.engine} dead it moves.
+# A failure lowers this host's VRRP priority by ${-CHECK.weight} (never FAULT): see keepalived.conf.
 ${renderProbeFunction(r)}
 lb_probe
+`;
+}
+
+/**
+ * keepalived's notify script (runs as root on every state change: \`INSTANCE name STATE prio\`):
+ * 1 in the holder file while MASTER, 0 otherwise. keepalived tracks the file (inotify, no
+ * polling) and adds HOLDER_BONUS × its value to the priority. One bash, no fork.
+ */
+export function renderNotifyScript(input: LbInput | Resolved): string {
+  const r = "frontendPorts" in input ? input : resolve(input);
+  return `#!/bin/bash
+${header("keepalived notify script", r)}
+# keepalived runs it as root on every VRRP state change with: TYPE NAME STATE PRIORITY.
+# While this host is MASTER its priority gets +${HOLDER_BONUS} (track_file hakube_holder): no healthy
+# backup outranks the holder, so a recovered host does not take the VIP back.
+case "\${3:-}" in
+  MASTER) v=1 ;;
+  *) v=0 ;;
+esac
+printf '%s\\n' "$v" > ${r.paths.holderFile}
 `;
 }
 
@@ -444,6 +509,7 @@ export function renderKeepalivedConfig(input: LbInput | Resolved, hostName: stri
   const self = r.lbHosts.find((h) => h.name === hostName);
   if (!self) throw new Error(`hakube: loadBalancer: ${hostName} is not a load balancer`);
   const peers = r.lbHosts.filter((h) => h.name !== hostName);
+  const e = effectivePriorities(self.priority);
   const L: string[] = [
     header(`keepalived on ${self.name}`, r),
     "# VRRPv3 has no authentication (RFC 5798 removed it): there is no shared secret. Keep VRRP",
@@ -453,22 +519,36 @@ export function renderKeepalivedConfig(input: LbInput | Resolved, hostName: stri
     "    vrrp_version 3",
     `    script_user ${r.scriptUser}`,
     "    enable_script_security",
+    "    # the VRRP process runs ahead of CPU hogs (nice -10): adverts go out on time on a busy host",
+    "    vrrp_priority -10",
     "}",
     "",
+    "# The health check never puts the instance in FAULT: a failing check lowers the priority by",
+    `# ${-CHECK.weight}, below every healthy backup, which then takes the VIP (preemption). If every load`,
+    "# balancer's check fails at once (a busy machine: checks time out), the holder still has the",
+    "# highest priority and keeps the VIP: load can reorder priorities, never leave the VIP unheld.",
     "vrrp_script hakube_lb_check {",
     `    script "${r.paths.checkScript}"`,
     `    interval ${CHECK.interval}`,
     `    timeout ${CHECK.timeout}`,
     `    fall ${CHECK.fall}`,
     `    rise ${CHECK.rise}`,
-    "    # weight 0: a failing check puts the instance in FAULT (it gives up the VIP)",
+    `    weight ${CHECK.weight}`,
+    "}",
+    "",
+    `# 1 while this host is MASTER (written by the notify script), else 0: the holder gets +${HOLDER_BONUS}`,
+    "track_file hakube_holder {",
+    `    file "${r.paths.holderFile}"`,
+    `    weight ${HOLDER_BONUS}`,
+    "    init_file 0 overwrite",
     "}",
     "",
     `vrrp_instance hakube_${r.clusterName.replace(/-/g, "_")} {`,
-    "    # every instance starts BACKUP and never preempts: a recovered host does not take the",
-    "    # VIP back (each move drops the connections through the load balancer)",
+    "    # every instance starts BACKUP. Preemption is on, but a healthy holder outranks every healthy",
+    `    # backup (priority ${self.priority} + ${HOLDER_BONUS} while MASTER): a recovered host does not take the VIP back`,
+    `    # (each move drops the connections through the load balancer). Effective priorities here:`,
+    `    # holder ${e.holder}, holder with a failing check ${e.sickHolder}, backup ${e.backup}, backup with a failing check ${e.sickBackup}`,
     "    state BACKUP",
-    "    nopreempt",
     `    interface ${r.interface}`,
     `    virtual_router_id ${r.virtualRouterId}`,
     `    priority ${self.priority}`,
@@ -485,6 +565,10 @@ export function renderKeepalivedConfig(input: LbInput | Resolved, hostName: stri
     "    track_script {",
     "        hakube_lb_check",
     "    }",
+    "    track_file {",
+    "        hakube_holder",
+    "    }",
+    `    notify "${r.paths.notifyScript}" root`,
     "}",
   );
   return L.join("\n") + "\n";
@@ -665,8 +749,10 @@ case " $(echo $addrs) " in
 esac
 
 hakube_dir ${shq(p.stateDir)} 0755 root root
-# the check script: root-owned and not writable by others (enable_script_security), run as ${r.scriptUser}
+# the check script: root-owned and not writable by others (enable_script_security), run as ${r.scriptUser};
+# the notify script (root) keeps the holder file that gives the MASTER its priority bonus
 ${putLines(p.checkScript, "0755", renderCheckScript(r))}
+${putLines(p.notifyScript, "0755", renderNotifyScript(r))}
 # keepalived restarts itself after a crash (the distribution's unit does not), and at boot waits
 # (at most 30 s) for this host's address: started before the interface has it (network-online.target
 # does not always wait for it), keepalived cannot bind the VRRP source and stays in FAULT for good
@@ -677,6 +763,12 @@ trap 'rm -f "$candidate"' EXIT
 ${writeTo('"$candidate"', renderKeepalivedConfig(r, hostName))}
 lb_validate keepalived "$candidate"
 hakube_put ${shqAll([p.keepalivedConfig, "0644", "root", "root"])} < "$candidate"
+
+# the holder bonus survives a reload that brings it in (an upgrade from a config without it):
+# keepalived runs the notify script only on state changes, so record now what it would have written
+vip_here=0
+case " $(ip -o -4 addr show dev ${shq(r.interface)} | awk '{print $4}' | tr '\\n' ' ') " in *${shq(` ${r.vip}/`)}*) vip_here=1 ;; esac
+[ "$(cat ${shq(p.holderFile)} 2>/dev/null || true)" = "$vip_here" ] || printf '%s\\n' "$vip_here" > ${shq(p.holderFile)}
 
 want=$(sha256sum < ${shq(p.keepalivedConfig)} | cut -d' ' -f1)
 lb_apply keepalived ${shq(stamp)} "$want"
@@ -713,6 +805,6 @@ addrs=$(ip -o -4 addr show dev ${shq(r.interface)} 2>/dev/null | awk '{print $4}
 case " $(echo $addrs) " in
   *${shq(` ${r.vip}/`)}*) ip addr del ${shq(`${r.vip}/${r.vipPrefix}`)} dev ${shq(r.interface)} && echo "removed stale VIP ${r.vip}" ;;
 esac
-hakube_remove ${shqAll([p.checkScript, `${p.stateDir}/keepalived.applied`, "/etc/systemd/system/keepalived.service.d/hakube.conf"])}
+hakube_remove ${shqAll([p.checkScript, p.notifyScript, p.holderFile, `${p.stateDir}/keepalived.applied`, "/etc/systemd/system/keepalived.service.d/hakube.conf"])}
 `;
 }

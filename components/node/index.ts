@@ -6,7 +6,7 @@ import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { parseTtlSeconds, type HostSpec } from "../config/spec";
 import type { Hosts } from "../remote";
-import { renderContainerdScript, renderPackagesScript, renderSystemScript, renderTokenScript, type NodeSettings } from "./render";
+import { renderPrepareScript, renderTokenScript, type NodeSettings } from "./render";
 
 export * from "./render";
 export * from "./kubeadm";
@@ -24,10 +24,13 @@ export interface JoinInfo {
 /** Settings a node (and its join) needs: `hakube:kubernetes` without the cluster-wide networking. */
 export type NodeKubernetesSettings = NodeSettings & { bootstrapTokenTtl: string };
 
+/** The prepare script by settings object: every node of a component shares one rendering. */
+const prepareScripts = new WeakMap<NodeSettings, string>();
+
 /**
- * Prepare one host as a Kubernetes node: `system` → `packages` → `containerd` steps (names
- * `${componentName}-{system,packages,containerd}-${host}`), in that order after the host's
- * preflight. Returns the last step: kubeadm may run once it is done. Nothing is undone on
+ * Prepare one host as a Kubernetes node: one `prepare` step (`${componentName}-prepare-${host}`)
+ * after the host's preflight, in three parts — system, packages, containerd — each in its own
+ * subshell (render.ts). Returns the step: kubeadm may run once it is done. Nothing is undone on
  * delete (packages and containerd stay; `kubeadm reset` is the join step's delete).
  */
 export function prepareNode(
@@ -37,9 +40,12 @@ export function prepareNode(
   host: HostSpec,
   k: NodeSettings,
 ): command.remote.Command {
-  const system = hosts.step(component, componentName, { host, step: "system", script: renderSystemScript(k) });
-  const packages = hosts.step(component, componentName, { host, step: "packages", script: renderPackagesScript(k), dependsOn: [system] });
-  return hosts.step(component, componentName, { host, step: "containerd", script: renderContainerdScript(k), dependsOn: [packages] });
+  let script = prepareScripts.get(k);
+  if (script === undefined) {
+    script = renderPrepareScript(k);
+    prepareScripts.set(k, script);
+  }
+  return hosts.step(component, componentName, { host, step: "prepare", script });
 }
 
 /** TTL in seconds of `kubernetes.bootstrapTokenTtl` (validated by the config). */

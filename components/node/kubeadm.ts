@@ -5,13 +5,15 @@
  * Field names and types follow docs/research.md §2 (the v1beta4 Go types); test/kubeadm.test.ts
  * checks every rendered document against a schema of those types.
  */
+import * as semver from "semver";
 import { stringify } from "yaml";
-import { APISERVER_PORT } from "../config/defaults";
-import type { EncryptionAlgorithm, HostSpec, Taint } from "../config/spec";
+import { APISERVER_PORT, CGROUP_V1_FAIL_BY_DEFAULT_MINOR } from "../config/defaults";
+import type { EncryptionAlgorithm, HostSpec, KubernetesSpec, Taint } from "../config/spec";
 import { CRI_SOCKET } from "./render";
 
 export const KUBEADM_API = "kubeadm.k8s.io/v1beta4";
 export const KUBELET_API = "kubelet.config.k8s.io/v1beta1";
+export const KUBE_PROXY_API = "kubeproxy.config.k8s.io/v1alpha1";
 export const PKI_DIR = "/etc/kubernetes/pki";
 export const ETCD_FILES = {
   caFile: `${PKI_DIR}/etcd/ca.crt`,
@@ -39,6 +41,37 @@ export interface ClusterInput {
   certSANs: string[];
   etcdEndpoints: string[];
   encryptionAlgorithm: EncryptionAlgorithm;
+  /** kubeadm's `imageRepository` (unset: kubeadm's default, registry.k8s.io). */
+  imageRepository?: string;
+  /** cgroup v1 hosts allowed: KubeletConfiguration `failCgroupV1: false`, SystemVerification ignored. */
+  allowCgroupV1?: boolean;
+  /** Deep-merged over the generated KubeletConfiguration. */
+  kubeletConfiguration?: Record<string, unknown>;
+  /** Deep-merged over a KubeProxyConfiguration, emitted only when given. */
+  kubeProxyConfiguration?: Record<string, unknown>;
+}
+
+/** Per-node kubeadm options that do not depend on the host. */
+export interface NodeOptions {
+  /** kubeadm preflight checks whose errors are ignored (`nodeRegistration.ignorePreflightErrors`). */
+  ignorePreflightErrors?: string[];
+}
+
+/**
+ * The kubeadm preflight errors a node must ignore: `SystemVerification` on cgroup v1 hosts with
+ * `allowCgroupV1`, from 1.35 (kubeadm's cgroups validator fails on v1 for kubelet ≥ 1.35 and tells
+ * to skip it once `failCgroupV1: false` is set; before 1.35 it only warns). Nothing else.
+ */
+export function preflightErrorsToIgnore(k: Pick<KubernetesSpec, "version"> & { allowCgroupV1?: boolean }): string[] {
+  return k.allowCgroupV1 && semver.minor(k.version) >= CGROUP_V1_FAIL_BY_DEFAULT_MINOR ? ["SystemVerification"] : [];
+}
+
+/** `patch` deep-merged over `base`: objects merge key by key, anything else (lists too) replaces. New objects; inputs untouched. */
+export function deepMerge(base: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
+  const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v);
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(patch)) out[k] = isObj(v) && isObj(out[k]) ? deepMerge(out[k] as Record<string, unknown>, v) : structuredClone(v);
+  return out;
 }
 
 /** Discovery for joins: endpoint `<vip>:<port>`, the bootstrap token, `sha256:<hex>` of the cluster CA's public key. */
@@ -70,7 +103,7 @@ export function nodeLabelsArg(labels: Record<string, string>): string {
     .join(",");
 }
 
-export function nodeRegistration(host: KubeadmHost): Record<string, unknown> {
+export function nodeRegistration(host: KubeadmHost, o: NodeOptions = {}): Record<string, unknown> {
   const extra = [{ name: "node-ip", value: host.internalAddress }];
   const labels = nodeLabelsArg(host.labels);
   if (labels) extra.push({ name: "node-labels", value: labels });
@@ -79,6 +112,7 @@ export function nodeRegistration(host: KubeadmHost): Record<string, unknown> {
     criSocket: CRI_SOCKET,
     taints: nodeTaints(host),
     kubeletExtraArgs: extra,
+    ...(o.ignorePreflightErrors?.length ? { ignorePreflightErrors: [...o.ignorePreflightErrors] } : {}),
   };
 }
 
@@ -91,7 +125,7 @@ export function goDuration(seconds: number): string {
   return `${h}h${m}m${s}s`;
 }
 
-export function initConfiguration(host: KubeadmHost, token: string, ttlSeconds: number): Record<string, unknown> {
+export function initConfiguration(host: KubeadmHost, token: string, ttlSeconds: number, o: NodeOptions = {}): Record<string, unknown> {
   return {
     apiVersion: KUBEADM_API,
     kind: "InitConfiguration",
@@ -105,7 +139,7 @@ export function initConfiguration(host: KubeadmHost, token: string, ttlSeconds: 
       },
     ],
     localAPIEndpoint: { advertiseAddress: host.internalAddress, bindPort: APISERVER_PORT },
-    nodeRegistration: nodeRegistration(host),
+    nodeRegistration: nodeRegistration(host, o),
   };
 }
 
@@ -118,41 +152,53 @@ export function clusterConfiguration(c: ClusterInput): Record<string, unknown> {
     controlPlaneEndpoint: c.controlPlaneEndpoint,
     encryptionAlgorithm: c.encryptionAlgorithm,
     certificatesDir: PKI_DIR,
+    ...(c.imageRepository ? { imageRepository: c.imageRepository } : {}),
     networking: { podSubnet: c.podSubnet, serviceSubnet: c.serviceSubnet, dnsDomain: c.dnsDomain },
     apiServer: { certSANs: [...new Set(c.certSANs)].sort() },
     etcd: { external: { endpoints: [...c.etcdEndpoints], ...ETCD_FILES } },
   };
 }
 
-/** The kubelet's configuration for every node (kubeadm uploads it at init; joins read it from the cluster). */
-export function kubeletConfiguration(): Record<string, unknown> {
-  return {
+/**
+ * The kubelet's configuration for every node (kubeadm uploads it at init; joins read it from the
+ * cluster): the systemd cgroup driver, `failCgroupV1: false` with `allowCgroupV1`, then the user's
+ * `kubeletConfiguration` deep-merged over it (the config refuses the keys set here).
+ */
+export function kubeletConfiguration(c: Pick<ClusterInput, "allowCgroupV1" | "kubeletConfiguration"> = {}): Record<string, unknown> {
+  const base: Record<string, unknown> = {
     apiVersion: KUBELET_API,
     kind: "KubeletConfiguration",
     cgroupDriver: "systemd",
     failSwapOn: true,
+    ...(c.allowCgroupV1 ? { failCgroupV1: false } : {}),
   };
+  return c.kubeletConfiguration ? deepMerge(base, c.kubeletConfiguration) : base;
+}
+
+/** kube-proxy's configuration (kubeadm fills clusterCIDR from podSubnet and uploads it at init): the user's `kubeProxyConfiguration`. */
+export function kubeProxyConfiguration(patch: Record<string, unknown>): Record<string, unknown> {
+  return deepMerge({ apiVersion: KUBE_PROXY_API, kind: "KubeProxyConfiguration" }, patch);
 }
 
 function discovery(d: DiscoveryInput): Record<string, unknown> {
   return { bootstrapToken: { apiServerEndpoint: d.endpoint, token: d.token, caCertHashes: [d.caCertHash] } };
 }
 
-export function controlPlaneJoinConfiguration(host: KubeadmHost, d: DiscoveryInput): Record<string, unknown> {
+export function controlPlaneJoinConfiguration(host: KubeadmHost, d: DiscoveryInput, o: NodeOptions = {}): Record<string, unknown> {
   return {
     apiVersion: KUBEADM_API,
     kind: "JoinConfiguration",
-    nodeRegistration: nodeRegistration(host),
+    nodeRegistration: nodeRegistration(host, o),
     discovery: discovery(d),
     controlPlane: { localAPIEndpoint: { advertiseAddress: host.internalAddress, bindPort: APISERVER_PORT } },
   };
 }
 
-export function workerJoinConfiguration(host: KubeadmHost, d: DiscoveryInput): Record<string, unknown> {
+export function workerJoinConfiguration(host: KubeadmHost, d: DiscoveryInput, o: NodeOptions = {}): Record<string, unknown> {
   return {
     apiVersion: KUBEADM_API,
     kind: "JoinConfiguration",
-    nodeRegistration: nodeRegistration(host),
+    nodeRegistration: nodeRegistration(host, o),
     discovery: discovery(d),
   };
 }
@@ -162,17 +208,23 @@ export function renderDocuments(docs: Record<string, unknown>[]): string {
   return docs.map((d) => stringify(d, { lineWidth: 0 })).join("---\n");
 }
 
-/** The init file of the first control plane: InitConfiguration + ClusterConfiguration + KubeletConfiguration. */
+/** The init file of the first control plane: InitConfiguration + ClusterConfiguration + KubeletConfiguration (+ KubeProxyConfiguration when configured). */
 export function renderInitConfig(host: KubeadmHost, cluster: ClusterInput, token: string, ttlSeconds: number): string {
-  return renderDocuments([initConfiguration(host, token, ttlSeconds), clusterConfiguration(cluster), kubeletConfiguration()]);
+  const o = { ignorePreflightErrors: preflightErrorsToIgnore({ version: cluster.kubernetesVersion, allowCgroupV1: cluster.allowCgroupV1 }) };
+  return renderDocuments([
+    initConfiguration(host, token, ttlSeconds, o),
+    clusterConfiguration(cluster),
+    kubeletConfiguration(cluster),
+    ...(cluster.kubeProxyConfiguration ? [kubeProxyConfiguration(cluster.kubeProxyConfiguration)] : []),
+  ]);
 }
 
-export function renderControlPlaneJoinConfig(host: KubeadmHost, d: DiscoveryInput): string {
-  return renderDocuments([controlPlaneJoinConfiguration(host, d)]);
+export function renderControlPlaneJoinConfig(host: KubeadmHost, d: DiscoveryInput, o: NodeOptions = {}): string {
+  return renderDocuments([controlPlaneJoinConfiguration(host, d, o)]);
 }
 
-export function renderWorkerJoinConfig(host: KubeadmHost, d: DiscoveryInput): string {
-  return renderDocuments([workerJoinConfiguration(host, d)]);
+export function renderWorkerJoinConfig(host: KubeadmHost, d: DiscoveryInput, o: NodeOptions = {}): string {
+  return renderDocuments([workerJoinConfiguration(host, d, o)]);
 }
 
 /** A file's text as bash comment lines (for previews of files that reach the host on stdin). */

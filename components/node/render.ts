@@ -2,22 +2,24 @@
  * Node preparation (control planes and workers) and the node-side steps every Kubernetes node
  * shares: script bodies for the remote steps. Pure: no Pulumi import.
  *
- * Steps, in order, per host:
+ * One `prepare` step per host (`renderPrepareScript`), in three parts, in order:
  *   system     — cgroup v2, base packages, overlay/br_netfilter, sysctls, swap off (now and at boot)
  *   packages   — kubeadm/kubelet/kubectl from pkgs.k8s.io, pinned and held (or only verified)
  *   containerd — containerd (upstream release, distribution package or preinstalled) with
  *                SystemdCgroup = true and kubeadm's pause image as the pinned sandbox image
- * The packages step comes before containerd so the sandbox image can be asked from the
- * installed kubeadm (`kubeadm config images list`).
+ * The packages part comes before containerd so the sandbox image can be asked from the
+ * installed kubeadm (`kubeadm config images list`). Each part runs in its own subshell
+ * (`renderParts`), so it behaves as the step it used to be.
  */
 import * as semver from "semver";
 import { stringify } from "yaml";
-import { containerdRanges, defaultPauseTag, describeRanges, type VersionRange } from "../config/defaults";
-import type { ContainerdSpec, KubernetesSpec } from "../config/spec";
-import { putFile, shq, shqAll } from "../remote/shell";
+import { CGROUP_V1_FAIL_BY_DEFAULT_MINOR, CONTAINERD_CERTS_DIR, containerdRanges, DEFAULT_IMAGE_REPOSITORY, defaultPauseTag, describeRanges, type VersionRange } from "../config/defaults";
+import type { ContainerdSpec, KubernetesSpec, RegistryEndpoint, RegistrySpec } from "../config/spec";
+import { downloadFunctions, pinnedSha256 } from "../remote/download";
+import { putFile, renderParts, shq, shqAll } from "../remote/shell";
 
 /** What node preparation needs from `hakube:kubernetes`. */
-export type NodeSettings = Pick<KubernetesSpec, "version" | "packages" | "aptRepository" | "containerd">;
+export type NodeSettings = Pick<KubernetesSpec, "version" | "packages" | "aptRepository" | "containerd" | "imageRepository" | "allowCgroupV1">;
 
 export const CONTAINERD_SOCKET = "/run/containerd/containerd.sock";
 /** kubeadm's own default CRI socket for containerd. */
@@ -54,14 +56,16 @@ export function aptRepositoryUrl(k: Pick<KubernetesSpec, "version" | "aptReposit
 
 /* ------------------------------------------------------------------ system */
 
-export function renderSystemScript(k: Pick<KubernetesSpec, "version">): string {
+export function renderSystemScript(k: Pick<KubernetesSpec, "version"> & { allowCgroupV1?: boolean }): string {
   const minor = semver.minor(k.version);
   const cgroupCheck =
-    minor >= 35
+    minor >= CGROUP_V1_FAIL_BY_DEFAULT_MINOR && !k.allowCgroupV1
       ? `if [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" != cgroup2fs ]; then
-  hakube_fail "cgroup v2 is required: the kubelet of Kubernetes ${kubernetesMinor(k.version)} refuses to start on cgroup v1 (boot with systemd.unified_cgroup_hierarchy=1)"
+  hakube_fail "cgroup v2 is required: the kubelet of Kubernetes ${kubernetesMinor(k.version)} refuses to start on cgroup v1 (boot with systemd.unified_cgroup_hierarchy=1, or set hakube:kubernetes.allowCgroupV1: true while the release still allows it)"
 fi`
-      : `[ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ] || echo "warning: cgroup v1 is deprecated for the kubelet; use cgroup v2"`;
+      : k.allowCgroupV1
+        ? `[ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ] || echo "warning: cgroup v1 host, allowed by hakube:kubernetes.allowCgroupV1 (kubelet failCgroupV1: false): unsupported by the kubelet since 1.${CGROUP_V1_FAIL_BY_DEFAULT_MINOR}; move to cgroup v2"`
+        : `[ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ] || echo "warning: cgroup v1 is deprecated for the kubelet; use cgroup v2"`;
   const sysctlFile = SYSCTLS.map(([k, v]) => `${k} = ${v}`).join("\n");
   return `# node preparation: cgroups, base packages, kernel modules, sysctls, swap
 ${cgroupCheck}
@@ -211,7 +215,7 @@ export const CONTAINERD_UNIT = "/etc/systemd/system/containerd.service";
 /** Replaced in the script by the pause image kubeadm names. */
 export const PAUSE_PLACEHOLDER = "@HAKUBE_PAUSE_IMAGE@";
 
-/** containerd 2.x configuration (version 3): runc through systemd cgroups, kubeadm's pause image pinned. */
+/** containerd 2.x configuration (version 3): runc through systemd cgroups, kubeadm's pause image pinned, registry hosts from certs.d. */
 export function renderContainerdConfig(pauseImage: string): string {
   return `# written by hakube (node preparation); local changes are overwritten
 version = 3
@@ -219,12 +223,76 @@ version = 3
 [plugins.'io.containerd.cri.v1.images'.pinned_images]
   sandbox = '${pauseImage}'
 
+[plugins.'io.containerd.cri.v1.images'.registry]
+  config_path = '${CONTAINERD_CERTS_DIR}'
+
 [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
   runtime_type = 'io.containerd.runc.v2'
 
 [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
   SystemdCgroup = true
 `;
+}
+
+/** The first line of every hosts.toml hakube writes: how a later run recognises (and removes) its own. */
+export const HOSTS_TOML_MARKER = "# written by hakube (kubernetes.containerd.registries); local changes are overwritten";
+
+/** A file of one registry namespace's directory under certs.d. */
+export interface RegistryFile {
+  path: string;
+  content: string;
+}
+
+/** TOML basic string (JSON's escapes are TOML's for the characters a validated URL or path can hold). */
+const tomlString = (s: string) => JSON.stringify(s);
+
+/**
+ * One registry namespace's files for containerd (docs/hosts.md of containerd 2.x): its `hosts.toml`
+ * (mirrors as `[host."<url>"]` in order, tried before `server`) and a CA file per endpoint that has
+ * `ca`, referenced by absolute path. Pure; the namespace is validated by the config.
+ */
+export function renderRegistryFiles(namespace: string, r: RegistrySpec): RegistryFile[] {
+  const dir = `${CONTAINERD_CERTS_DIR}/${namespace}`;
+  const files: RegistryFile[] = [];
+  const caFile = (name: string, e: RegistryEndpoint) => {
+    if (!e.ca) return undefined;
+    const path = `${dir}/${name}`;
+    files.push({ path, content: e.ca.replace(/\r\n/g, "\n").trim() + "\n" });
+    return path;
+  };
+  const lines = [HOSTS_TOML_MARKER];
+  if (r.server) {
+    lines.push(`server = ${tomlString(r.server.url)}`);
+    const ca = caFile("server-ca.crt", r.server);
+    if (ca) lines.push(`ca = ${tomlString(ca)}`);
+  }
+  r.mirrors.forEach((m, i) => {
+    lines.push("", `[host.${tomlString(m.url)}]`, `  capabilities = [${m.capabilities.map(tomlString).join(", ")}]`);
+    const ca = caFile(`mirror-${i}-ca.crt`, m);
+    if (ca) lines.push(`  ca = ${tomlString(ca)}`);
+  });
+  return [{ path: `${dir}/hosts.toml`, content: lines.join("\n") + "\n" }, ...files];
+}
+
+/** Bash: install every configured registry namespace's files; remove hosts.toml files (and their CA files) hakube wrote for namespaces no longer configured. */
+function registriesScript(registries: Record<string, RegistrySpec>): string {
+  const names = Object.keys(registries).sort();
+  const install = names.flatMap((ns) => [
+    `hakube_dir ${shq(`${CONTAINERD_CERTS_DIR}/${ns}`)} 0755 root root`,
+    ...renderRegistryFiles(ns, registries[ns]).map((f) => putFile({ path: f.path, mode: "0644", content: f.content })),
+  ]);
+  return `# registry hosts (containerd reads ${CONTAINERD_CERTS_DIR}/<registry>/hosts.toml at each pull: no restart needed)
+hakube_dir ${shq(CONTAINERD_CERTS_DIR)} 0755 root root
+${install.join("\n")}
+for f in ${shq(CONTAINERD_CERTS_DIR)}/*/hosts.toml; do
+  [ -f "$f" ] || continue
+  d=\${f%/hosts.toml}
+  case " ${names.join(" ")} " in *" \${d##*/} "*) continue ;; esac
+  if [[ "$(head -n 1 "$f")" == ${shq(HOSTS_TOML_MARKER)} ]]; then
+    hakube_remove "$f" "$d"/server-ca.crt "$d"/mirror-*-ca.crt
+    rmdir "$d" 2>/dev/null || true
+  fi
+done`;
 }
 
 /** systemd unit for an upstream containerd in /usr/local/bin (as containerd's own containerd.service). */
@@ -270,44 +338,53 @@ norm_version() { printf '%s' "$1" | sed -E 's/^v//; s/^[0-9]+://; s/[~+-].*$//';
 containerd_version() { norm_version "$(containerd --version 2>/dev/null | awk '{ print $3 }' || true)"; }`;
 }
 
+/**
+ * Bash: fetch a release file into FILE and verify it — against the pinned digest (`$sum`, from the
+ * config) or, without one, against the published sums file `sumsUrl` (upstream layout).
+ */
+function fetchVerified(o: { url: string; file: string; name: string; sumsUrl: string; keyPath: string }): string {
+  return `hakube_fetch "${o.url}" "${o.file}"
+if [ -z "$sum" ]; then
+  hakube_fetch "${o.sumsUrl}" "${o.file}.sums"
+  sum=$(hakube_published_sha256 "${o.file}.sums" "${o.name}")
+  hakube_check_sha256 "${o.file}" "$sum" "${o.url}" "${o.sumsUrl}"
+else
+  hakube_check_sha256 "${o.file}" "$sum" "${o.url}" "${o.keyPath}.$arch"
+fi`;
+}
+
 function upstreamInstall(c: ContainerdSpec): string {
-  return `# containerd ${c.version} and runc ${c.runcVersion}: upstream releases (sha256 checked against the published sums)
+  const pinned = c.sha256 || c.runcSha256;
+  return `# containerd ${c.version} and runc ${c.runcVersion}: upstream releases (sha256 checked against ${pinned ? "the digests pinned in the config, or the published sums" : "the published sums"})
 conflicts=()
 for p in containerd containerd.io; do
   dpkg-query -W -f='\${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed && conflicts+=("$p")
 done
 [ "\${#conflicts[@]}" -eq 0 ] || hakube_fail "package \${conflicts[*]} is installed and brings its own containerd: remove it, or set hakube:kubernetes.containerd.source to distribution or preinstalled"
-arch=$(dpkg --print-architecture)
+${downloadFunctions()}
+arch=$(hakube_arch)
 case "$arch" in amd64|arm64|ppc64le|s390x) ;; *) hakube_fail "no upstream containerd for architecture $arch" ;; esac
-# fetch URL FILE: download with retries
-fetch() { curl -fsSL --retry 3 --max-time 300 -o "$2" "$1" || hakube_fail "cannot download $1"; }
-# verify FILE SUMFILE NAME: the sha256 of FILE equals NAME's entry in SUMFILE
-verify() {
-  local want got
-  want=$(awk -v n="$3" '{ f = $2; sub(/^\\*/, "", f) } f == n { print $1; exit }' "$2")
-  [ -n "$want" ] || want=$(awk 'NF == 1 || NR == 1 { print $1; exit }' "$2")
-  got=$(sha256sum "$1" | awk '{ print $1 }')
-  [ -n "$want" ] && [ "$want" = "$got" ] || hakube_fail "checksum mismatch for $3 (expected \${want:-nothing}, got $got)"
-}
 want=${shq(c.version)}
 if [ "$(containerd_version)" != "$want" ] || [ ! -x /usr/local/bin/containerd-shim-runc-v2 ]; then
-  base="https://github.com/containerd/containerd/releases/download/v$want"
-  tarball="containerd-$want-linux-$arch.tar.gz"
-  fetch "$base/$tarball" "$tmpd/$tarball"
-  fetch "$base/$tarball.sha256sum" "$tmpd/$tarball.sha256sum"
-  verify "$tmpd/$tarball" "$tmpd/$tarball.sha256sum" "$tarball"
+  url=$(hakube_url ${shq(c.downloadUrl)} "$want" "$arch")
+  tarball=\${url##*/}
+${pinnedSha256("sum", c.sha256, "kubernetes.containerd.sha256").replace(/^/gm, "  ")}
+${fetchVerified({ url: "$url", file: "$tmpd/containerd.tar.gz", name: "$tarball", sumsUrl: "$url.sha256sum", keyPath: "kubernetes.containerd.sha256" }).replace(/^/gm, "  ")}
   mkdir "$tmpd/x"
-  tar -xzf "$tmpd/$tarball" -C "$tmpd/x" || hakube_fail "cannot unpack $tarball"
-  [ -x "$tmpd/x/bin/containerd" ] || hakube_fail "$tarball has no bin/containerd"
+  tar -xzf "$tmpd/containerd.tar.gz" -C "$tmpd/x" --no-same-owner || hakube_fail "cannot unpack $url"
+  [ -x "$tmpd/x/bin/containerd" ] || hakube_fail "$url has no bin/containerd"
   for b in "$tmpd"/x/bin/*; do hakube_put "/usr/local/bin/$(basename "$b")" 0755 root root < "$b"; done
 fi
 runc_want=${shq(c.runcVersion)}
 if [ "$(/usr/local/sbin/runc --version 2>/dev/null | awk 'NR == 1 { print $3 }')" != "$runc_want" ]; then
-  base="https://github.com/opencontainers/runc/releases/download/v$runc_want"
-  fetch "$base/runc.$arch" "$tmpd/runc.$arch"
-  fetch "$base/runc.sha256sum" "$tmpd/runc.sha256sum"
-  verify "$tmpd/runc.$arch" "$tmpd/runc.sha256sum" "runc.$arch"
-  hakube_put /usr/local/sbin/runc 0755 root root < "$tmpd/runc.$arch"
+  url=$(hakube_url ${shq(c.runcDownloadUrl)} "$runc_want" "$arch")
+  name=\${url##*/}
+${pinnedSha256("sum", c.runcSha256, "kubernetes.containerd.runcSha256").replace(/^/gm, "  ")}
+${fetchVerified({ url: "$url", file: "$tmpd/runc", name: "$name", sumsUrl: "\${url%/*}/runc.sha256sum", keyPath: "kubernetes.containerd.runcSha256" }).replace(/^/gm, "  ")}
+  chmod 0755 "$tmpd/runc"
+  got=$("$tmpd/runc" --version 2>/dev/null | awk 'NR == 1 { print $3 }' || true)
+  [ "$got" = "$runc_want" ] || hakube_fail "the runc in $url reports version \${got:-none}, expected $runc_want"
+  hakube_put /usr/local/sbin/runc 0755 root root < "$tmpd/runc"
 fi
 ${putFile({ path: CONTAINERD_UNIT, mode: "0644", content: renderContainerdUnit() })}
 if hakube_changed_any ${shq(CONTAINERD_UNIT)}; then systemctl daemon-reload; fi
@@ -329,7 +406,9 @@ hakube_apt_install containerd`;
 export function renderContainerdScript(k: NodeSettings): string {
   const c = k.containerd;
   const ranges = containerdRanges(k.version);
-  const pause = `registry.k8s.io/pause:${defaultPauseTag(k.version)}`;
+  const repo = k.imageRepository ?? DEFAULT_IMAGE_REPOSITORY;
+  const pause = `${repo}/pause:${defaultPauseTag(k.version)}`;
+  const repoFlag = k.imageRepository ? ` --image-repository ${shq(k.imageRepository)}` : "";
   const install =
     c.source === "upstream"
       ? upstreamInstall(c)
@@ -346,10 +425,12 @@ ${install}
 v=$(containerd_version)
 containerd_supported "$v" || hakube_fail "containerd \${v:-(unknown)} is not supported with Kubernetes ${k.version} (needs ${describeRanges(ranges)})"
 
-# the sandbox image kubeadm ${k.version} expects (the pinned default when kubeadm cannot tell)
-pause=$(kubeadm config images list --kubernetes-version ${shq(`v${k.version}`)} 2>/dev/null | grep -m1 '/pause:' || true)
+# the sandbox image kubeadm ${k.version} expects under ${repo} (the pinned default when kubeadm cannot tell)
+pause=$(kubeadm config images list --kubernetes-version ${shq(`v${k.version}`)}${repoFlag} 2>/dev/null | grep -m1 '/pause:' || true)
 [ -n "$pause" ] || pause=${shq(pause)}
 [[ "$pause" =~ ^[a-z0-9./:_-]+$ ]] || hakube_fail "unexpected pause image name: $pause"
+[[ "$pause" == ${shq(`${repo}/pause:`)}* ]] || hakube_fail "kubeadm names the pause image $pause, not one under ${repo}: the sandbox image would not match kubeadm's"
+${registriesScript(k.containerd.registries ?? {})}
 cat > "$tmpd/config.toml" <<'HAKUBE_CONTAINERD'
 ${renderContainerdConfig(PAUSE_PLACEHOLDER).replace(/\n$/, "")}
 HAKUBE_CONTAINERD
@@ -359,6 +440,7 @@ printf '%s\\n' "\${config//${PAUSE_PLACEHOLDER}/$pause}" > "$tmpd/config.toml"
 containerd --config "$tmpd/config.toml" config dump > "$tmpd/dump" 2> "$tmpd/dump.err" || hakube_fail "containerd rejects the new config: $(tail -n 5 "$tmpd/dump.err")"
 grep -q 'SystemdCgroup = true' "$tmpd/dump" || hakube_fail "containerd config dump does not show SystemdCgroup = true"
 grep -qF "$pause" "$tmpd/dump" || hakube_fail "containerd config dump does not show the sandbox image $pause"
+grep -qF ${shq(CONTAINERD_CERTS_DIR)} "$tmpd/dump" || hakube_fail "containerd config dump does not show the registry config_path ${CONTAINERD_CERTS_DIR}"
 hakube_dir /etc/containerd 0755 root root
 hakube_put ${shq(CONTAINERD_CONFIG)} 0644 root root < "$tmpd/config.toml"
 ${putFile({ path: "/etc/crictl.yaml", mode: "0644", content: renderCrictlConfig() })}
@@ -379,7 +461,20 @@ cri_ready() {
   else [ -S ${shq(CONTAINERD_SOCKET)} ]; fi
 }
 hakube_retry 60 "containerd CRI on ${CONTAINERD_SOCKET}" cri_ready
-echo "ok: containerd $v, sandbox $pause, SystemdCgroup = true"
+echo "ok: containerd $v, sandbox $pause, SystemdCgroup = true, registries: ${Object.keys(k.containerd.registries ?? {}).sort().join(" ") || "defaults"}"
+`;
+}
+
+/* ------------------------------------------------------------------ the prepare step */
+
+/** The `prepare` step: system → packages → containerd, each part in its own subshell. */
+export function renderPrepareScript(k: NodeSettings): string {
+  return `# node preparation: system, Kubernetes packages, container runtime
+${renderParts([
+  { label: "system", body: renderSystemScript(k) },
+  { label: "packages", body: renderPackagesScript(k) },
+  { label: "containerd", body: renderContainerdScript(k) },
+])}echo "ok: node prepared for Kubernetes ${k.version}"
 `;
 }
 

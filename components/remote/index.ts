@@ -60,6 +60,8 @@ export class Hosts extends pulumi.ComponentResource {
   private readonly certStarts = new Map<string, pulumi.Input<string>[]>();
   private readonly names = new Set<string>();
   private readonly componentName: string;
+  /** One secret Output of the SSH key for every connection (not one per command). */
+  private readonly sshKey: pulumi.Output<string>;
   private constructionDone?: Promise<void>;
   private sealed = false;
 
@@ -67,6 +69,7 @@ export class Hosts extends pulumi.ComponentResource {
     super("hakube:remote:Hosts", name, {}, opts);
     this.componentName = name;
     this.args = args;
+    this.sshKey = pulumi.secret(args.sshPrivateKey);
     this.registerOutputs({});
   }
 
@@ -76,7 +79,7 @@ export class Hosts extends pulumi.ComponentResource {
       host: host.address,
       port: host.port,
       user: host.user,
-      privateKey: pulumi.secret(this.args.sshPrivateKey),
+      privateKey: this.sshKey,
       ...(host.hostKey ? { hostKey: host.hostKey } : {}),
     };
   }
@@ -137,13 +140,15 @@ export class Hosts extends pulumi.ComponentResource {
     const wrap = (body: string) =>
       wrapScript({ host: a.host.name, step: label, user: target.user, body, stdinItems: secretCount || undefined });
     const stdin = secretCount ? pulumi.secret(pulumi.all(a.secrets!).apply(encodeStdin)) : undefined;
+    const wrapDelete = (b: string) => wrapScript({ host: a.host.name, step: `${label} (delete)`, user: target.user, body: b });
+    // plain scripts are wrapped right away: an Output and an apply per script only when the script is one
     return new command.remote.Command(
       name,
       {
         connection: this.connection(target),
-        create: pulumi.output(a.script).apply(wrap),
+        create: typeof a.script === "string" ? wrap(a.script) : pulumi.output(a.script).apply(wrap),
         ...(a.deleteScript !== undefined
-          ? { delete: pulumi.output(a.deleteScript).apply((b) => wrapScript({ host: a.host.name, step: `${label} (delete)`, user: target.user, body: b })) }
+          ? { delete: typeof a.deleteScript === "string" ? wrapDelete(a.deleteScript) : pulumi.output(a.deleteScript).apply(wrapDelete) }
           : {}),
         ...(stdin ? { stdin, logging: "stderr" as const } : {}),
         addPreviousOutputInEnv: false,

@@ -21,9 +21,10 @@ export function shqAll(words: (string | number)[]): string {
 
 /** A heredoc delimiter that does not occur as a line of `text`. */
 export function heredocDelimiter(text: string, base: string): string {
-  const lines = new Set(text.split("\n"));
+  // a line equal to d: the whole text, its first or last line, or one in between (no split of a long script)
+  const isLine = (d: string) => text === d || text.startsWith(`${d}\n`) || text.endsWith(`\n${d}`) || text.includes(`\n${d}\n`);
   let d = base;
-  for (let i = 1; lines.has(d); i++) d = `${base}_${i}`;
+  for (let i = 1; isLine(d); i++) d = `${base}_${i}`;
   return d;
 }
 
@@ -103,19 +104,35 @@ hakube_changed_any() {
 }`,
 };
 
+const HELPER_NAMES = Object.keys(HELPERS);
+const HELPER_RES = new Map(HELPER_NAMES.map((n) => [n, new RegExp(`\\b${n}\\b`)]));
+/** Helpers by body: the same body (node preparation on hundreds of hosts) is scanned once. */
+const helperCache = new Map<string, string[]>();
+
 /** Which helpers a body uses (helpers may use each other). */
 function helpersFor(body: string): string[] {
+  let cached = helperCache.get(body);
+  if (!cached) {
+    cached = scanHelpers(body);
+    if (helperCache.size > 500) helperCache.clear();
+    helperCache.set(body, cached);
+  }
+  return cached;
+}
+
+function scanHelpers(body: string): string[] {
+  if (!body.includes("hakube_")) return [];
   const used = new Set<string>();
   const visit = (text: string) => {
-    for (const name of Object.keys(HELPERS)) {
-      if (!used.has(name) && new RegExp(`\\b${name}\\b`).test(text)) {
+    for (const name of HELPER_NAMES) {
+      if (!used.has(name) && HELPER_RES.get(name)!.test(text)) {
         used.add(name);
         visit(HELPERS[name]);
       }
     }
   };
   visit(body);
-  return Object.keys(HELPERS).filter((n) => used.has(n));
+  return HELPER_NAMES.filter((n) => used.has(n));
 }
 
 export interface ScriptOptions {
@@ -129,6 +146,25 @@ export interface ScriptOptions {
   stdinItems?: number;
 }
 
+/** The ERR trap every script starts with: any failing command fails the step, naming the line. */
+export const ERR_TRAP = `trap 'hakube_fail "line $LINENO: \\\`$BASH_COMMAND\\\` failed (exit $?)"' ERR`;
+
+/**
+ * Several bodies as the body of one step, run in order, each in its own subshell: a part's
+ * variables, traps (its temp directory's clean-up), and list of changed files
+ * (`hakube_changed`) stay its own, as if it were a step of its own. A part's failure message
+ * names it (`hakube: <host>: <step> (<part>): <reason>`) and ends the step; a part must not
+ * `exit 0` to end the step early (that ends only the part).
+ */
+export function renderParts(parts: { label: string; body: string }[]): string {
+  const out = [`# ${parts.length} parts, in order, each in its own subshell: ${parts.map((p) => p.label).join(", ")}`, `trap 'exit $?' ERR`];
+  for (const p of parts) {
+    out.push(`# ---- part: ${p.label}`, "(", ERR_TRAP, `HAKUBE_STEP="$HAKUBE_STEP (${p.label})"`, p.body.replace(/\s+$/, ""), ")");
+  }
+  out.push(ERR_TRAP);
+  return out.join("\n") + "\n";
+}
+
 /** The full bash script: strict mode, failure messages, the helpers the body uses, the body. */
 export function renderScript(o: ScriptOptions): string {
   const parts = [
@@ -136,7 +172,7 @@ export function renderScript(o: ScriptOptions): string {
     "export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     `HAKUBE_HOST=${shq(o.host)} HAKUBE_STEP=${shq(o.step)} HAKUBE_CHANGED=()`,
     `hakube_fail() { printf 'hakube: %s: %s: %s\\n' "$HAKUBE_HOST" "$HAKUBE_STEP" "$*" >&2; exit 1; }`,
-    `trap 'hakube_fail "line $LINENO: \\\`$BASH_COMMAND\\\` failed (exit $?)"' ERR`,
+    ERR_TRAP,
   ];
   if (o.stdinItems) {
     parts.push(

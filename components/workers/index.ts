@@ -15,7 +15,7 @@
 import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { HostSpec } from "../config/spec";
-import { asComment, ensureTokenStep, prepareNode, REDACTED, renderWorkerJoinConfig, type JoinInfo, type NodeKubernetesSettings } from "../node";
+import { asComment, ensureTokenStep, prepareNode, preflightErrorsToIgnore, REDACTED, renderWorkerJoinConfig, type JoinInfo, type NodeKubernetesSettings } from "../node";
 import type { Hosts } from "../remote";
 import {
   renderDrainCreateScript,
@@ -63,22 +63,24 @@ export class WorkerPool extends pulumi.ComponentResource {
     if (bad.length) throw new Error(`hakube: WorkerPool ${name}: ${bad.map((h) => h.name).join(", ")} must have role worker and not controlplane`);
     const joinInfo = pulumi.secret(pulumi.output(args.joinInfo));
     const token = joinInfo.apply((j) => j.token);
+    const endpoint = joinInfo.apply((j) => j.endpoint);
 
+    const nodeOptions = { ignorePreflightErrors: preflightErrorsToIgnore(k) };
     this.joins = {};
     for (const host of args.workers) {
       const prepared = prepareNode(hosts, this, name, host, k);
       const tokenStep = args.controlPlane
         ? ensureTokenStep(hosts, this, name, { joiner: host, controlPlane: args.controlPlane, token, ttl: k.bootstrapTokenTtl, dependsOn: args.dependsOn })
         : undefined;
-      const joinConfig = joinInfo.apply((j) => renderWorkerJoinConfig(host, j));
+      const joinConfig = joinInfo.apply((j) => renderWorkerJoinConfig(host, j, nodeOptions));
       const preview = asComment(
         `${WORKER_JOIN_CONFIG_PATH} (on stdin; joinInfo redacted)`,
-        renderWorkerJoinConfig(host, { endpoint: "<joinInfo.endpoint>", token: REDACTED, caCertHash: "<joinInfo.caCertHash>" }),
+        renderWorkerJoinConfig(host, { endpoint: "<joinInfo.endpoint>", token: REDACTED, caCertHash: "<joinInfo.caCertHash>" }, nodeOptions),
       );
       const secrets: pulumi.Input<string>[] = [];
       secrets[WORKER_STDIN.joinConfig] = joinConfig;
       secrets[WORKER_STDIN.token] = token;
-      secrets[WORKER_STDIN.endpoint] = joinInfo.apply((j) => j.endpoint);
+      secrets[WORKER_STDIN.endpoint] = endpoint;
       const join = hosts.step(this, name, {
         host,
         step: "join",

@@ -21,7 +21,9 @@ export = async () => {
   try {
     const common = { namespace: "workerPool", sshUser: config.get("sshUser"), sshPort: config.getNumber("sshPort") };
     const k8s = config.getObject<Record<string, unknown>>("kubernetes") ?? {};
-    ({ hosts: workers, kubernetes } = parseNodePoolConfig({ ...common, hosts: config.requireObject("hosts"), kubernetes: { version: clusterVersion, ...k8s } }));
+    const parsed = parseNodePoolConfig({ ...common, hosts: config.requireObject("hosts"), kubernetes: { version: clusterVersion, ...k8s } });
+    ({ hosts: workers, kubernetes } = parsed);
+    for (const w of parsed.warnings) pulumi.log.warn(w);
     const cp = config.getObject<unknown>("controlPlane");
     if (cp !== undefined) {
       controlPlane = parseNodePoolConfig({ ...common, hosts: [cp], roles: ["controlplane", "etcd", "loadbalancer", "worker"] }).hosts[0];

@@ -15,13 +15,15 @@
 import * as fs from "node:fs";
 import * as https from "node:https";
 import * as path from "node:path";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, expect, test } from "vitest";
 import { renderHealthGateScript } from "../../components/etcd/render";
 import { wrapScript } from "../../components/remote/shell";
 import { certRequest, locallySignedCert } from "../harness/crypto";
 import type { Registration, ResourceState } from "../harness/mocks";
 import { readStackFile, runProgram, TEST_SSH_KEY, type StackConfig } from "../harness/program";
+import { analyzeGap, EtcdGrpc, now, sleep, Writer } from "./failover";
 import { busyPort, LocalHost, realEtcdUnavailable, runTool, tempBase } from "./local-hosts";
+import { describeReal } from "../harness/real";
 
 const DATA_DIR = "/srv/hakube-test-etcd-data";
 const ADDRS: Record<string, string> = { etcd1: "127.0.0.11", etcd2: "127.0.0.12", etcd3: "127.0.0.13", etcd4: "127.0.0.14" };
@@ -66,7 +68,7 @@ async function render(config: StackConfig, state: ResourceState): Promise<Render
 const skip = realEtcdUnavailable();
 if (skip) console.warn(`real etcd tests skipped: ${skip}`);
 
-describe.skipIf(!!skip)("EtcdCluster on real etcd 3.x processes (127.0.0.11-13)", () => {
+describeReal("EtcdCluster on real etcd 3.x processes (127.0.0.11-13)", skip, () => {
   const base = skip ? "" : tempBase();
   const hosts: Record<string, LocalHost> = {};
   const state: ResourceState = new Map();
@@ -243,6 +245,49 @@ describe.skipIf(!!skip)("EtcdCluster on real etcd 3.x processes (127.0.0.11-13)"
     const again = await runStep(first, "health", "etcd1");
     expect(again.code, again.stderr).toBe(0);
     timings["cluster healthy again (from restart)"] = `${Date.now() - t0} ms`;
+  });
+
+  test("leader killed: writes through a surviving member resume within a generous bound (the rendered raft tuning)", async () => {
+    const names = ["etcd1", "etcd2", "etcd3"];
+    // the program's default tuning is what the members run with
+    for (const h of names) {
+      const cfg = fs.readFileSync(host(h).path("/etc/etcd/etcd.conf.yml"), "utf8");
+      expect(cfg).toMatch(/^heartbeat-interval: 100$/m);
+      expect(cfg).toMatch(/^election-timeout: 1000$/m);
+    }
+    const clientTls = { caPem: fs.readFileSync(tls.ca, "utf8"), certPem: fs.readFileSync(tls.cert, "utf8"), keyPem: fs.readFileSync(tls.key, "utf8") };
+    const clients = Object.fromEntries(names.map((h) => [h, new EtcdGrpc(`https://${ADDRS[h]}:2379`, clientTls)]));
+    let leader: string | undefined;
+    try {
+      const leaderOf = async () => {
+        const st = await Promise.all(names.map((h) => clients[h].status().catch(() => undefined)));
+        const id = st.find((s) => s && s.leader !== 0n)?.leader;
+        return names.find((_, i) => st[i]?.memberId === id);
+      };
+      leader = await leaderOf();
+      expect(leader).toBeDefined();
+      const via = names.find((h) => h !== leader)!;
+      const w = new Writer(clients[via], 25, 2000);
+      await sleep(1000);
+      const cut = now();
+      host(leader!).kill("SIGKILL");
+      while (now() - cut < 20_000 && !w.okSince(cut)) await sleep(20);
+      await sleep(1000);
+      const gap = analyzeGap(await w.stop(), cut);
+      timings[`leader ${leader} SIGKILLed: first write through ${via} sent after the kill succeeded after (heartbeat 100 ms, election 1000 ms)`] =
+        `${gap.firstWriteAfterMs} ms (longest gap between successful writes ${gap.longestGapMs} ms; ${gap.failed}/${gap.sent} writes failed)`;
+      expect(gap.firstWriteAfterMs, "no write succeeded within 20 s of the leader's death").toBeLessThan(15_000);
+      const next = await leaderOf();
+      expect(next).toBeDefined();
+      expect(next).not.toBe(leader);
+    } finally {
+      for (const c of Object.values(clients)) c.close();
+    }
+    // bring it back (as Restart=always would) before the next test
+    const r = await runStep(first, "member", leader!);
+    expect(r.code, r.stderr).toBe(0);
+    const again = await runStep(first, "health", "etcd1");
+    expect(again.code, again.stderr).toBe(0);
   });
 
   test("a change restarts the members one at a time, never two down", async () => {

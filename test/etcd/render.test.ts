@@ -32,6 +32,7 @@ import type { EtcdSpec } from "../../components/config/spec";
 import { DEFAULT_ETCD_DOWNLOAD_URL } from "../../components/config/defaults";
 import { encodeStdin, renderScript } from "../../components/remote/shell";
 import { certRequest, locallySignedCert, privateKey, selfSignedCert } from "../harness/crypto";
+import { describeReal } from "../harness/real";
 
 const members = [
   { name: "etcd2", internalAddress: "10.0.0.22" },
@@ -39,7 +40,7 @@ const members = [
   { name: "etcd3", internalAddress: "10.0.0.23" },
 ];
 const cfgInput = { member: members[1], members, clusterName: "prod", dataDir: "/var/lib/etcd" };
-const etcdSpec = (o: Partial<EtcdSpec> = {}): EtcdSpec => ({ version: "3.6.6", source: "download", downloadUrl: DEFAULT_ETCD_DOWNLOAD_URL, dataDir: "/var/lib/etcd", ...o });
+const etcdSpec = (o: Partial<EtcdSpec> = {}): EtcdSpec => ({ version: "3.6.6", source: "download", downloadUrl: DEFAULT_ETCD_DOWNLOAD_URL, dataDir: "/var/lib/etcd", heartbeatIntervalMs: 100, electionTimeoutMs: 1000, ...o });
 
 /** Run a script body the way a step does (strict mode, helpers, stdin payloads). */
 function runBody(body: string, o: { stdin?: string[]; env?: Record<string, string>; bashEnv?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -162,7 +163,8 @@ describe("script syntax (bash -n) of every rendered script", () => {
     });
 });
 
-describe.skipIf(!isRoot || !etcdUser || !has("etcd"))("install step, run here (needs root, the etcd user and Debian's etcd)", () => {
+const needRoot = (cmds: string[], user = true) => (!isRoot ? "needs root" : user && !etcdUser ? "there is no etcd user (the etcd-server package creates it)" : cmds.filter((c) => !has(c)).map((c) => `${c} is not installed`).join(", ") || undefined);
+describeReal("install step, run here (needs root, the etcd user and Debian's etcd)", needRoot(["etcd", "etcdctl"]), () => {
   test("preinstalled: the configured major.minor passes, another fails clearly", async () => {
     const ok = await runBody(renderInstallScript({ etcd: etcdSpec({ source: "preinstalled", version: "3.4.1" }) }));
     expect(ok.stderr).toBe("");
@@ -172,14 +174,14 @@ describe.skipIf(!isRoot || !etcdUser || !has("etcd"))("install step, run here (n
     expect(bad.stderr).toMatch(/^hakube: h1: test: preinstalled etcd \(\/usr\/bin\/etcd\) reports version 3\.4\.\d+, but etcd\.version is 3\.6\.6 \(needs 3\.6\.x\)$/m);
   });
 
-  test.skipIf(!has("etcdctl"))("apt: an installed package of another minor fails clearly (nothing installed or removed)", async () => {
+  test("apt: an installed package of another minor fails clearly (nothing installed or removed)", async () => {
     const bad = await runBody(renderInstallScript({ etcd: etcdSpec({ source: "apt", version: "3.5.21" }) }));
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/the distribution's etcd-server is 3\.4\.\d+, but etcd\.version is 3\.5\.21 \(needs 3\.5\.x\): set etcd\.version to match, or use etcd\.source download/);
+    expect(bad.stderr).toMatch(/the distribution's etcd-server is 3\.4\.\d+( \(apt's candidate; nothing installed\))?, but etcd\.version is 3\.5\.21 \(needs 3\.5\.x\): set etcd\.version to match, or use etcd\.source download/);
   });
 });
 
-describe.skipIf(!isRoot || !etcdUser || !has("curl"))("install step, download source, from a local HTTP server", () => {
+describeReal("install step, download source, from a local HTTP server", needRoot(["curl"]), () => {
   let server: http.Server;
   let base: string;
   let tarball: Buffer;
@@ -256,7 +258,7 @@ describe.skipIf(!isRoot || !etcdUser || !has("curl"))("install step, download so
   });
 });
 
-describe.skipIf(!isRoot || !has("openssl"))("member step: certificates are validated before anything is swapped in", () => {
+describeReal("member step: certificates are validated before anything is swapped in", needRoot(["openssl"], false), () => {
   let base: string;
   let pki: Record<string, string>;
   beforeAll(async () => {
@@ -299,7 +301,7 @@ describe.skipIf(!isRoot || !has("openssl"))("member step: certificates are valid
 
   const attempt = async (server: string, serverKey: string) => {
     const root = fs.mkdtempSync(path.join(base, "host-"));
-    const paths: EtcdPaths = { configDir: `${root}/etc`, pkiDir: `${root}/etc/pki`, configFile: `${root}/etc/etcd.conf.yml`, unitFile: `${root}/etcd.service`, stateDir: `${root}/state`, binDir: `${root}/bin` };
+    const paths: EtcdPaths = { configDir: `${root}/etc`, pkiDir: `${root}/etc/pki`, configFile: `${root}/etc/etcd.conf.yml`, unitFile: `${root}/etcd.service`, stateDir: `${root}/state`, binDir: `${root}/bin`, distBinDir: `${root}/bin` };
     const body = renderMemberScript({
       ...cfgInput,
       dataDir: `${root}/data`,
@@ -379,5 +381,97 @@ describe("health checks name the members that are not healthy (fake etcdctl)", (
     const r = await runBody(gate, { bashEnv, env: { FAKE_MEMBER_LIST: "", FAKE_HEALTH: "" } });
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toMatch(/^hakube: h1: test: health gate: etcd not healthy after 1s: no member answers \(member list: Error: context deadline exceeded\)$/);
+  });
+});
+
+describe("install step, source apt, against fake apt/dpkg/etcd (runs anywhere: nothing is installed)", () => {
+  // The scripts set their own PATH: the fakes are shell functions (BASH_ENV), which win over PATH,
+  // and the distribution's binaries live in paths.distBinDir. Every apt/dpkg/systemctl call is logged.
+  let dir: string;
+  let bashEnv: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-etcd-apt-"));
+    const bin = path.join(dir, "bin");
+    fs.mkdirSync(bin);
+    // FAKE_INSTALLED=1: both packages installed; FAKE_CANDIDATE: apt's candidate; FAKE_ETCD: what etcd --version says
+    bashEnv = path.join(dir, "fakes.sh");
+    fs.writeFileSync(
+      bashEnv,
+      [
+        'dpkg-query() { echo "dpkg-query $*" >> "$FAKE_LOG"; [ "${FAKE_INSTALLED:-}" = 1 ] && { echo installed; return 0; }; return 1; }',
+        'apt-cache() { printf \'etcd-server:\\n  Installed: (none)\\n  Candidate: %s\\n\' "${FAKE_CANDIDATE:-(none)}"; }',
+        'apt-get() { echo "apt-get $*" >> "$FAKE_LOG"; }',
+        'systemctl() { echo "systemctl $*" >> "$FAKE_LOG"; }',
+        "getent() { return 0; }  # the etcd user exists (that part is not under test)",
+        "",
+      ].join("\n"),
+    );
+    const fake = (name: string, body: string) => fs.writeFileSync(path.join(bin, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+    fake("etcd", '[ -n "$FAKE_ETCD" ] && echo "etcd Version: $FAKE_ETCD"; echo "Git SHA: fake"');
+    fake("etcdctl", "exit 0");
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const run = async (version: string | undefined, env: Record<string, string>) => {
+    const log = path.join(dir, `log-${Math.random().toString(36).slice(2)}`);
+    fs.writeFileSync(log, "");
+    const script = renderInstallScript({ etcd: etcdSpec({ source: "apt", version }), paths: { ...DEFAULT_PATHS, distBinDir: path.join(dir, "bin"), unitFile: path.join(dir, "none.service") } });
+    const r = await runBody(script, { bashEnv, env: { FAKE_LOG: log, ...env } });
+    const calls = fs.readFileSync(log, "utf8");
+    expect(calls, "the fakes ran (not this machine's apt)").toMatch(/^dpkg-query /m);
+    return { ...r, log: calls.split("\n").filter((l) => !l.startsWith("dpkg-query ")).join("\n") };
+  };
+
+  test("etcd.version not set: a candidate older than kubeadm's minimum fails on the host before anything is installed", async () => {
+    const r = await run(undefined, { FAKE_CANDIDATE: "3.4.23-4+b4" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^hakube: h1: test: the distribution's etcd-server is 3\.4\.23 \(apt's candidate; nothing installed\), older than 3\.5\.24, the oldest external etcd kubeadm accepts: use etcd\.source download \(etcd 3\.6\.16 by default\), or set etcd\.version to 3\.4\.23 for an etcd-only cluster$/m,
+    );
+    expect(r.log).not.toMatch(/install/);
+  });
+
+  test("etcd.version not set: a new enough distribution etcd is installed and accepted (epoch and revision ignored)", async () => {
+    const r = await run(undefined, { FAKE_CANDIDATE: "1:3.5.24-1+b2", FAKE_ETCD: "3.5.24" });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.log).toMatch(/^apt-get .*install --no-install-recommends etcd-server etcd-client$/m);
+    expect(r.stdout).toMatch(/^ok: etcd 3\.5\.24 from the distribution/m);
+    const newer = await run(undefined, { FAKE_CANDIDATE: "3.6.5-1", FAKE_ETCD: "3.6.5" });
+    expect(newer.code).toBe(0);
+  });
+
+  test("etcd.version not set: an installed etcd that is too old (or unreadable) fails, naming the host", async () => {
+    const old = await run(undefined, { FAKE_INSTALLED: "1", FAKE_ETCD: "3.5.23" });
+    expect(old.code).toBe(1);
+    expect(old.stderr).toMatch(/^hakube: h1: test: the distribution's etcd-server is 3\.5\.23, older than 3\.5\.24/m);
+    expect(old.log).toBe("");
+    const none = await run(undefined, { FAKE_INSTALLED: "1" });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/^hakube: h1: test: the distribution's etcd-server is unknown, older than 3\.5\.24/m);
+  });
+
+  test("etcd.version set: a candidate of another minor fails before anything is installed", async () => {
+    const r = await run("3.5.21", { FAKE_CANDIDATE: "3.4.23-4+b4" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^hakube: h1: test: the distribution's etcd-server is 3\.4\.23 \(apt's candidate; nothing installed\), but etcd\.version is 3\.5\.21 \(needs 3\.5\.x\)/m);
+    expect(r.log).not.toMatch(/install/);
+    const ok = await run("3.4.23", { FAKE_CANDIDATE: "3.4.23-4+b4", FAKE_ETCD: "3.4.23" });
+    expect(ok.code).toBe(0);
+    expect(ok.log).toMatch(/install --no-install-recommends etcd-server etcd-client/);
+  });
+});
+
+describe("etcd.version not set (source apt): unit, stamp and rolling-restart check take the distribution's", () => {
+  test("no 3.4-only environment, a stamp of its own, the restart check reads the installed binary", () => {
+    const unit = renderUnit({ member: "e", address: "10.0.0.9", clusterName: "c", source: "apt", version: undefined });
+    expect(unit).not.toContain("ETCD_UNSUPPORTED_ARCH");
+    expect(unit).toContain("ExecStart=/usr/bin/etcd --config-file=");
+    const base = { config: "c", unit: "u", caCertPem: "ca", serverCertPem: "s", peerCertPem: "p", healthcheckCertPem: "h", source: "apt" as const };
+    expect(memberStamp({ ...base, version: undefined })).not.toBe(memberStamp({ ...base, version: "3.5.24" }));
+    const pems = { caCertPem: "CA\n", serverCertPem: "S\n", peerCertPem: "P\n", healthcheckCertPem: "H\n" };
+    const script = renderMemberScript({ ...cfgInput, owner: "o", config: "x: 1\n", unit: "[Unit]\n", ...pems, stamp: "s", version: undefined });
+    expect(script).toMatch(/^ {2}target=\$\(\{ \/usr\/bin\/etcd --version .*split\(\$3, p, "\."\)/m);
+    expect(bashSyntax(script).status).toBe(0);
+    expect(bashSyntax(renderInstallScript({ etcd: etcdSpec({ source: "apt", version: undefined }) })).status).toBe(0);
   });
 });

@@ -38,15 +38,18 @@ case "${1:-}" in
 esac
 [ "$(id -u)" = 0 ] || die "must run as root"
 
-# Tools the lab needs on this machine (also when the image is cached).
+# Tools the lab needs on this machine (also when the image is cached): only missing ones, said
+# first, apt's output in $LABDIR/logs/apt.log, nothing already installed upgraded (test/ensure-packages.sh).
 need=()
-for t in mmdebstrap:mmdebstrap systemd-nspawn:systemd-container nft:nftables zstd:zstd ip:iproute2 ssh-keygen:openssh-client nsenter:util-linux ping:iputils-ping flock:util-linux; do
-  command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
+for t in "mmdebstrap:mmdebstrap:builds the base image" "systemd-nspawn:systemd-container:runs each lab host (systemd-nspawn)" \
+         "nft:nftables:the lab's firewall/NAT table and partitions" "zstd:zstd:the base image tarball" \
+         "ip:iproute2:the bridge and veths" "ssh-keygen:openssh-client:lab keys, ssh into hosts" \
+         "nsenter:util-linux:lab exec, flock" "ping:iputils-ping:smoke.sh" "flock:util-linux:the lab lock"; do
+  IFS=: read -r cmd pkg why <<< "$t"
+  command -v "$cmd" >/dev/null || need+=("$pkg=$why ($cmd)")
 done
 if [ "${#need[@]}" -gt 0 ]; then
-  log "installing ${need[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >&2 \
-    || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >&2; }
+  "$LAB_SRC/../ensure-packages.sh" --for build-image --log "$LABDIR/logs/apt.log" "${need[@]}" || die "cannot install the lab's tools (see above)"
 fi
 
 if [ "$FORCE" = 0 ] && [ -f "$IMGDIR/$NAME.done" ]; then
@@ -64,11 +67,22 @@ rm -rf "$R" "$R.partial" "$TAR" "$IMGDIR/$NAME.done"
 start=$SECONDS
 log "mmdebstrap $SUITE with ${#PKGS[@]} packages -> $R (log: $IMGDIR/$NAME.build.log)"
 # mmdebstrap installs a policy-rc.d while it runs: no service starts on this machine.
-if ! mmdebstrap --variant=minbase --include="$(IFS=,; echo "${PKGS[*]}")" \
+log "this takes 1-4 min (downloads ~${#PKGS[@]} packages and their dependencies from $MIRROR); progress every ${HAKUBE_LAB_PROGRESS_S:-10} s"
+mmdebstrap --variant=minbase --include="$(IFS=,; echo "${PKGS[*]}")" \
       --dpkgopt=force-unsafe-io --aptopt='Acquire::Languages "none"' \
       --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
       --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-      "$SUITE" "$R.partial" "deb $MIRROR $SUITE main" > "$IMGDIR/$NAME.build.log" 2>&1; then
+      "$SUITE" "$R.partial" "deb $MIRROR $SUITE main" > "$IMGDIR/$NAME.build.log" 2>&1 &
+mm=$!
+# Progress: mmdebstrap's current phase (its last "I:" line) and the size of the root filesystem so far.
+while kill -0 "$mm" 2>/dev/null; do
+  for _ in $(seq "${HAKUBE_LAB_PROGRESS_S:-10}"); do kill -0 "$mm" 2>/dev/null || break; sleep 1; done
+  kill -0 "$mm" 2>/dev/null || break
+  phase=$({ grep '^I: ' "$IMGDIR/$NAME.build.log" 2>/dev/null || true; } | tail -1 | cut -c4-80)
+  size=$({ du -sm "$R.partial" 2>/dev/null || true; } | cut -f1)
+  log "  $((SECONDS - start)) s: ${phase:-starting} (rootfs ${size:-0} MB)"
+done
+if ! wait "$mm"; then
   tail -20 "$IMGDIR/$NAME.build.log" >&2
   die "mmdebstrap failed (see $IMGDIR/$NAME.build.log)"
 fi
@@ -164,6 +178,7 @@ done
 dpkg-query --admindir="$B/var/lib/dpkg" -W -f '${Package} ${Version}\n' | sort > "$IMGDIR/$NAME.versions"
 
 t0=$SECONDS
+log "customized; packing the cached tarball $(basename "$TAR") (zstd)"
 tar -C "$B" --numeric-owner --xattrs --acls -I 'zstd -T0 -3' -cf "$TAR.partial" .
 mv "$TAR.partial" "$TAR"
 mv "$B" "$R"

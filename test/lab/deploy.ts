@@ -13,6 +13,7 @@ import * as path from "node:path";
 import { TOKENS, type CommandExecutor, type Registration, type ResourceState } from "../harness/mocks";
 import { evaluateProgram, readStackFile, valueOf, type RunOptions, type RunResult, type StackConfig } from "../harness/program";
 import { sshExecutor, type Execution } from "../harness/ssh";
+import { deploySummary } from "./summary";
 
 export const LAB_DIR = process.env.HAKUBE_LAB_DIR ?? "/var/lib/hakube-lab";
 /** Components whose commands run for real in the lab (control plane and workers need the Kubernetes binaries). */
@@ -31,6 +32,8 @@ export interface LabDeployOptions {
   fresh?: boolean;
   /** use this state (in memory; `statePath` is then ignored): a second deploy with the same map is an unchanged `pulumi up` */
   state?: ResourceState;
+  /** with `state`: the commands that ran for real with the inputs in it (a previous result's `ran`) */
+  ran?: Set<string>;
   log?: (line: string) => void;
   /** evaluate the program (vitest passes `runProgram`, which resets modules) */
   evaluate?: (config: StackConfig, opts: RunOptions) => Promise<RunResult>;
@@ -43,6 +46,8 @@ export interface LabDeployResult {
   executions: Execution[];
   config: StackConfig;
   figures: DeployFigures;
+  /** commands that have run for real on these hosts with their current inputs (this deploy or an earlier one) */
+  ran: Set<string>;
 }
 
 export interface DeployFigures {
@@ -54,6 +59,10 @@ export interface DeployFigures {
   skipped: number;
   /** commands whose inputs did not change since the last deploy (not run, as with `pulumi up`) */
   unchanged: number;
+  /** of those: commands that ran for real before (with these inputs) */
+  unchangedRan: number;
+  /** of those: commands that never ran here (their component is not executed in the lab), by component */
+  neverRan: Record<string, number>;
   criticalPathMs: number;
   criticalPath: string[];
   commandsPerHost: Record<string, number>;
@@ -100,13 +109,29 @@ function loadState(file: string | false, fresh: boolean, generation: string, log
   }
   return new Map(Object.entries(JSON.parse(fs.readFileSync(file, "utf8"))));
 }
-function saveState(file: string | false, state: ResourceState, generation: string) {
-  if (!file) return;
+/**
+ * Write a file only root can read (0600 in a 0700 directory), atomically. The mode is set
+ * explicitly: `writeFileSync`'s mode applies only to a new file, not to one an older run left 0644.
+ */
+export function writeSecretFile(file: string, text: string): void {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  fs.chmodSync(path.dirname(file), 0o700);
   const tmp = `${file}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(Object.fromEntries(state)), { mode: 0o600 });
+  fs.writeFileSync(tmp, text, { mode: 0o600 });
+  fs.chmodSync(tmp, 0o600);
   fs.renameSync(tmp, file);
-  fs.writeFileSync(`${file}.generation`, generation + "\n", { mode: 0o600 });
+}
+
+function saveState(file: string | false, state: ResourceState, generation: string, ran: Set<string>) {
+  if (!file) return;
+  writeSecretFile(file, JSON.stringify(Object.fromEntries(state)));
+  writeSecretFile(`${file}.generation`, generation + "\n");
+  writeSecretFile(`${file}.ran`, JSON.stringify([...ran].sort()) + "\n");
+}
+/** The commands recorded as run for real next to a saved state (empty when the state is not used). */
+function loadRan(file: string | false, state: ResourceState): Set<string> {
+  if (!file || state.size === 0 || !fs.existsSync(`${file}.ran`)) return new Set();
+  return new Set(JSON.parse(fs.readFileSync(`${file}.ran`, "utf8")) as string[]);
 }
 
 /** Longest chain of dependent commands, weighted by their measured durations. */
@@ -147,6 +172,7 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
   const statePath = o.statePath === undefined ? path.join(labDir, "state", "dev.json") : o.statePath;
   const generation = labGeneration(labDir, hostNames);
   const state = o.state ?? loadState(statePath, o.fresh ?? false, generation, log);
+  const ranBefore = o.state ? new Set(o.ran ?? []) : loadRan(statePath, state);
   const ssh = sshExecutor(hostNames, {
     select: (name) => components.some((c) => name.startsWith(`${c}-`)),
     onEvent: ({ kind, execution: e }) => {
@@ -181,7 +207,10 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
   const evaluate = o.evaluate ?? evaluateProgram;
   const outcome = await Promise.race([evaluate(config, { state, executor }), stopped]);
   const wallMs = Date.now() - t0;
-  if (!o.state) saveState(statePath, state, generation);
+  // ran with the current inputs: what ran now, plus what ran before and was not touched now
+  const ran = new Set([...ranBefore].filter((n) => !ssh.executions.some((e) => e.name === n)));
+  for (const e of ssh.executions) if (!e.skipped && !e.error) ran.add(e.name);
+  if (!o.state) saveState(statePath, state, generation, ran);
   if (outcome === "stopped") throw new Error(`deploy failed (${failed.length} command(s); their dependents did not run):\n${failed.map((f) => `  ${f}`).join("\n")}`);
   const result = outcome;
   if (result.error) throw result.error;
@@ -195,6 +224,9 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
   for (const e of executed) commandsPerHost[e.host] = (commandsPerHost[e.host] ?? 0) + 1;
   const cp = criticalPath(result.harness.registrations, ssh.executions);
   const commandRegs = result.harness.ofType(TOKENS.command);
+  const notRun = commandRegs.filter((r) => !ssh.executions.some((e) => e.name === r.name));
+  const neverRan: Record<string, number> = {};
+  for (const r of notRun) if (!ran.has(r.name)) neverRan[r.name.split("-")[0]] = (neverRan[r.name.split("-")[0]] ?? 0) + 1;
   const evaluationMs = wallMs - (executed.length ? Math.max(...executed.map((e) => e.endMs)) - Math.min(...executed.map((e) => e.startMs)) : 0);
   return {
     result,
@@ -206,11 +238,14 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
       evaluationMs: Math.max(0, evaluationMs),
       executed: executed.length,
       skipped: ssh.executions.length - executed.length,
-      unchanged: commandRegs.length - ssh.executions.length,
+      unchanged: notRun.length,
+      unchangedRan: notRun.filter((r) => ran.has(r.name)).length,
+      neverRan,
       criticalPathMs: cp.ms,
       criticalPath: cp.path,
       commandsPerHost,
     },
+    ran,
   };
 }
 
@@ -218,8 +253,8 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
 export async function writeOutputs(r: RunResult, labDir = LAB_DIR): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(r.outputs ?? {})) out[k] = await valueOf(v as never);
-  fs.writeFileSync(path.join(labDir, "kubeconfig"), String(out.kubeconfig), { mode: 0o600 });
-  fs.writeFileSync(path.join(labDir, "outputs.json"), JSON.stringify(out, null, 2), { mode: 0o600 });
+  writeSecretFile(path.join(labDir, "kubeconfig"), String(out.kubeconfig));
+  writeSecretFile(path.join(labDir, "outputs.json"), JSON.stringify(out, null, 2));
   return out;
 }
 
@@ -242,9 +277,7 @@ async function main() {
   const d = await deployLab({ overrides, components, fresh: args.includes("--fresh") });
   const out = await writeOutputs(d.result);
   const f = d.figures;
-  console.log(
-    `\ndeployed in ${(f.wallMs / 1000).toFixed(1)} s: ${f.executed} commands executed, ${f.unchanged} unchanged since the last deploy (not run), ${f.skipped} recorded only`,
-  );
+  console.log(`\n${deploySummary(f)}`);
   console.log(`critical path ${(f.criticalPathMs / 1000).toFixed(1)} s (${f.criticalPath.length} commands), wall/critical = ${f.criticalPathMs ? (f.wallMs / f.criticalPathMs).toFixed(2) : "—"}`);
   console.log(`\nstack outputs (all of them, secrets included, in ${path.join(LAB_DIR, "outputs.json")}, mode 0600):`);
   const secret = new Set(["kubeconfig", "joinInfo"]);

@@ -5,9 +5,12 @@
 #
 #   lab.sh up [--fresh]      build the base image if needed, boot every host, wait for ssh,
 #                            write stack-config.json + known_hosts (--fresh: new rootfs copies)
-#   lab.sh down              stop all hosts; remove rootfs copies, bridge, nft tables, cgroups;
-#                            restore sysctls (the base image and keys stay cached)
-#   lab.sh status            name, machine, address, running/stopped (+ unplugged/partitioned)
+#   lab.sh down [--purge]    stop all hosts; remove rootfs copies, bridge, nft tables, cgroups and
+#                            the deploy state with its secrets (kubeconfig, outputs.json, state/,
+#                            pulumi/, stack-config.json, Pulumi.lab.yaml); restore sysctls. The cache
+#                            stays (image, lab SSH key, host keys, logs); --purge removes $HAKUBE_LAB_DIR entirely
+#   lab.sh status            name, machine, address, running/stopped (+ unplugged/partitioned,
+#                            holds-VIP), and which host holds the VIP
 #   lab.sh ssh NAME [cmd...] ssh as root with the lab key (strict host key checking)
 #   lab.sh exec NAME cmd...  run in the host's namespaces via nsenter (works while cut off)
 #   lab.sh crash NAME        SIGKILL the host's PID 1 (power cut)
@@ -16,6 +19,11 @@
 #   lab.sh partition NAME    drop all its frames     lab.sh heal NAME    undo partition
 #   lab.sh config            print the path of stack-config.json
 #   lab.sh build [--force]   build the base image (up does this when needed)
+#   lab.sh toolchain [--check|--path|--force]
+#                            build the air-gapped site's toolchain from the Go module proxy
+#                            (test/lab/toolchain/build.sh; up does this when it is missing)
+#   lab.sh site up|down|status   the site's file mirror (GW:8080) and registry (GW:5000); up/down
+#                            start and stop them with the hosts (HAKUBE_LAB_SITE=0: without them)
 #   lab.sh mem               memory per running host
 #   lab.sh deploy [--engine nginx] [--harness] [--components hosts,etcd,lb] [--fresh]
 #                            up (if needed), then deploy the stack file onto the hosts: `pulumi up`
@@ -49,6 +57,10 @@ CG=hakube-lab                    # cgroup directory (below the caller's cgroup) 
 MIRROR_HOSTS=(deb.debian.org)    # the only outside hosts lab hosts may reach (tcp 80/443)
 SUPPRESS_SYNC=${HAKUBE_LAB_SUPPRESS_SYNC:-1}
 SSH_TIMEOUT=${HAKUBE_LAB_SSH_TIMEOUT:-180}
+SITE=${HAKUBE_LAB_SITE:-1}       # 0: no air-gapped site services (mirror, registry) with up
+SITE_PORTS="8080, 5000"          # the site's file mirror and registry on the gateway (site.sh)
+# shellcheck source=container-host.sh
+. "$LAB_SRC/container-host.sh"
 
 KEY=$LABDIR/keys/id_ed25519
 HOSTKEYS=$LABDIR/hostkeys
@@ -66,7 +78,7 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 secs_since() { local d=$(( $(now_ms) - $1 )); printf '%d.%01d' $((d / 1000)) $(((d % 1000) / 100)); }
 
 # ---- topology --------------------------------------------------------------------------------
-NAMES=(); declare -A ADDR=() ROLES=(); VIP=""
+NAMES=(); declare -A ADDR=() ROLES=(); VIP="" VIP_PORT=6443
 load_topology() {  # from the stack file, or the snapshot that `up` took (commands on a live lab)
   local src=${1:-auto} out kind a b c
   if [ "$src" = auto ] && [ -s "$RUN/topology.tsv" ]; then out=$(cat "$RUN/topology.tsv")
@@ -80,7 +92,7 @@ load_topology() {  # from the stack file, or the snapshot that `up` took (comman
   while IFS=$'\t' read -r kind a b c; do
     case $kind in
       host) NAMES+=("$a"); ADDR[$a]=$b; ROLES[$a]=$c ;;
-      vip) VIP=$a ;;
+      vip) VIP=$a; VIP_PORT=${c:-6443} ;;
     esac
   done <<< "$out"
   TOPOLOGY_TSV=$out
@@ -217,6 +229,7 @@ table ip $NFT_TABLE {
   chain input {
     type filter hook input priority filter; policy accept;
     ip saddr $NET ct state established,related accept
+    ip saddr $NET ip daddr $GW tcp dport { $SITE_PORTS } accept
     ip saddr $NET drop
   }
   chain postrouting {
@@ -233,6 +246,42 @@ net_down() {
   done < <(nft list tables 2>/dev/null)
   if ip link show "$BR" >/dev/null 2>&1; then ip link del "$BR"; say "bridge $BR removed"; fi
   restore_sysctls
+}
+
+# ---- the lab directory: root-only; what down removes ------------------------------------------
+# Everything in it is root's: the directory is 0700 (so is every subdirectory with keys or state),
+# and each secret file is 0600, also when an older run left it readable.
+SECRET_FILES=(kubeconfig outputs.json stack-config.json keys/id_ed25519)
+secure_labdir() {
+  install -d -m 700 "$LABDIR"; chmod 700 "$LABDIR"
+  [ -e "$LABDIR/.hakube-lab" ] || echo "hakube lab directory (lab.sh down --purge removes it)" > "$LABDIR/.hakube-lab"
+  local f d
+  for d in keys hostkeys state pulumi run; do [ -d "$LABDIR/$d" ] && chmod 700 "$LABDIR/$d"; done
+  for f in "${SECRET_FILES[@]}"; do [ -f "$LABDIR/$f" ] && chmod 600 "$LABDIR/$f"; done
+  for f in "$HOSTKEYS"/* "$LABDIR"/state/*; do case $f in *.pub) ;; *) [ -f "$f" ] && chmod 600 "$f" ;; esac; done
+  true
+}
+# The deploy's state and secrets describe hosts that are gone after down: removed with them.
+DEPLOY_STATE=(kubeconfig outputs.json stack-config.json state pulumi)
+drop_deploy_state() {
+  local removed=() x
+  for x in "${DEPLOY_STATE[@]}"; do
+    if [ -e "$LABDIR/$x" ]; then rm -rf --one-file-system "${LABDIR:?}/$x"; removed+=("$x"); fi
+  done
+  if [ -e "$REPO/Pulumi.$PULUMI_STACK.yaml" ]; then rm -f "$REPO/Pulumi.$PULUMI_STACK.yaml"; removed+=("$REPO/Pulumi.$PULUMI_STACK.yaml"); fi
+  if [ "${#removed[@]}" -gt 0 ]; then say "removed the deploy state and its secrets: ${removed[*]}"; fi
+}
+purge_labdir() {  # everything, the cache too; only a directory the lab made (marker file)
+  [ -d "$LABDIR" ] || return 0
+  [ -e "$LABDIR/.hakube-lab" ] || die "$LABDIR has no .hakube-lab marker: not removing it (remove it yourself if it is the lab's)"
+  local size; size=$({ du -sh "$LABDIR" 2>/dev/null || true; } | cut -f1)
+  rm -rf --one-file-system "${LABDIR:?}"
+  say "purged $LABDIR ($size: base image, lab SSH key, host keys, logs)"
+}
+kept_summary() {
+  local size; size=$({ du -sh "$LABDIR" 2>/dev/null || true; } | cut -f1)
+  say "kept in $LABDIR ($size, root only, 0700): the base image, the lab SSH key and host keys (0600), logs;"
+  say "  no secret of a deployed cluster. 'down --purge' removes the directory entirely."
 }
 
 # ---- keys ------------------------------------------------------------------------------------
@@ -286,13 +335,14 @@ EOF
     net/ipv4/ip_vs > "$d/lib/modules/$kv/modules.builtin"
   touch "$d/lib/modules/$kv/modules.order"
   chroot "$d" depmod "$kv" 2>/dev/null || true
+  ch_prepare "$d"               # what containerd/kubelet need on this machine (container-host.sh)
 }
 
 # The launcher: moves itself into its own cgroup in every hierarchy (this machine's PID 1 is
 # not systemd: nspawn runs --register=no --keep-unit and uses the cgroup it is started in),
 # records those cgroups, then runs nspawn, again after a guest reboot (exit 133).
 LAUNCHER='
-n=$1 m=$2 d=$3 CG=$4 BR=$5 cgfile=$6 hn=$7
+n=$1 m=$2 d=$3 CG=$4 BR=$5 cgfile=$6 hn=$7 boot=$8
 : > "$cgfile"
 while IFS=: read -r _ ctrl path; do
   case $ctrl in "") dir=/sys/fs/cgroup/unified ;; name=systemd) dir=/sys/fs/cgroup/systemd ;; *) dir=/sys/fs/cgroup/${ctrl%%,*} ;; esac
@@ -308,9 +358,9 @@ done <<< "$(cat /proc/self/cgroup)"
 while :; do
   echo "[hk-launcher] $(date -Is) boot $m"
   rc=0
-  systemd-nspawn -q -D "$d" -M "$m" --hostname="$hn" -b --network-bridge="$BR" \
+  systemd-nspawn -q -D "$d" -M "$m" --hostname="$hn" --network-bridge="$BR" \
     --register=no --keep-unit --resolv-conf=off --link-journal=no --console=passive \
-    --capability=all --system-call-filter="@keyring bpf" || rc=$?
+    --capability=all --system-call-filter="@keyring bpf" $boot || rc=$?
   echo "[hk-launcher] $(date -Is) nspawn exited rc=$rc"
   [ "$rc" -eq 133 ] || exit "$rc"
 done
@@ -323,7 +373,7 @@ launch() {  # NAME: start its launcher (detached), record "pid starttime"
   configure_host "$n"
   [ "$SUPPRESS_SYNC" = 1 ] && env+=(SYSTEMD_SUPPRESS_SYNC=1)
   echo "[hk-launcher] $(date -Is) starting $m" >> "$LOGS/$n.log"
-  setsid env "${env[@]}" bash -c "$LAUNCHER" hk-launcher "$n" "$m" "$HOSTS/$n" "$CG" "$BR" "$RUN/$n.cgroups" "$n" \
+  setsid env "${env[@]}" bash -c "$LAUNCHER" hk-launcher "$n" "$m" "$HOSTS/$n" "$CG" "$BR" "$RUN/$n.cgroups" "$n" "$(ch_boot_args)" \
     >> "$LOGS/$n.log" 2>&1 < /dev/null 9>&- &
   pid=$!
   echo "$pid $(proc_start "$pid")" > "$RUN/$n.pid"
@@ -385,7 +435,8 @@ cmd_up() {
   [ "${1:-}" = --fresh ] && fresh=1
   t_all=$(now_ms)
   load_topology stack
-  mkdir -p "$LABDIR" "$HOSTS" "$RUN" "$LOGS"
+  secure_labdir
+  mkdir -p "$HOSTS" "$RUN" "$LOGS"
   lock
   t=$(now_ms)
   "$LAB_SRC/build-image.sh" || die "base image build failed"
@@ -426,11 +477,14 @@ cmd_up() {
   [ "$failed" = 0 ] || die "some hosts did not come up (logs in $LOGS)"
   say "${#NAMES[@]} hosts up: ssh ready on all after $(secs_since "$t") s; whole up $(secs_since "$t_all") s (image $((img_ms / 1000)) s)"
   say "stack config: $LABDIR/stack-config.json"
+  if [ "$SITE" = 1 ]; then "$LAB_SRC/site.sh" up || die "the site services did not start (HAKUBE_LAB_SITE=0 boots the hosts without them)"; fi
 }
 
 cmd_down() {
-  local t n names p
+  local t n names p purge=0
+  case "${1:-}" in --purge) purge=1 ;; "") ;; *) die "down: unknown option $1 (--purge)" ;; esac
   t=$(now_ms)
+  secure_labdir
   mkdir -p "$RUN"; lock
   LOAD_SOFT=1 load_topology auto 2>/dev/null || say "warning: cannot read the topology: stopping what the lab recorded"
   names=$(all_names)
@@ -444,14 +498,27 @@ cmd_down() {
     rm -f "$RUN/$n".*
   done
   for p in "${pids[@]}"; do wait "$p" || say "warning: could not remove every host root filesystem"; done
+  "$LAB_SRC/site.sh" down
   net_down
   rm -f "$RUN/topology.tsv"
-  say "down ($(secs_since "$t") s); cache kept in $LABDIR"
+  drop_deploy_state
+  if [ "$purge" = 1 ]; then exec 9>&-; purge_labdir; say "down --purge ($(secs_since "$t") s)"
+  else say "down ($(secs_since "$t") s)"; kept_summary; fi
 }
 
+vip_holders() {  # the running hosts that carry the VIP (root: looks into each host's netns)
+  local n p
+  [ -n "$VIP" ] || return 0
+  for n in "${NAMES[@]}"; do
+    p=$(pid1_of "$n" 2>/dev/null) || continue
+    nsenter -t "$p" -n ip -4 -o addr show 2>/dev/null | grep -q " $VIP/" && echo "$n"
+  done
+  true
+}
 cmd_status() {
-  local n state flags
+  local n state flags holders=""
   load_topology auto
+  [ "$(id -u)" = 0 ] && holders=" $(vip_holders | tr '\n' ' ')"
   printf '%-9s %-12s %-14s %-8s %-14s %s\n' NAME MACHINE ADDRESS STATE ROLES NOTES
   for n in "${NAMES[@]}"; do
     state=stopped; running "$n" && state=running
@@ -459,9 +526,18 @@ cmd_status() {
     [ -f "$RUN/$n.unplugged" ] && flags+="unplugged "
     [ -f "$RUN/$n.partitioned" ] && flags+="partitioned "
     [ -d "$HOSTS/$n" ] || flags+="no-rootfs "
+    case "$holders" in *" $n "*) flags+="holds-VIP " ;; esac
     printf '%-9s %-12s %-14s %-8s %-14s %s\n' "$n" "$(mach "$n")" "${ADDR[$n]}" "$state" "${ROLES[$n]:--}" "$flags"
   done
-  [ -z "$VIP" ] || echo "VIP $VIP (keepalived interface $IFACE); bridge $BR $GW/$PREFIXLEN $(ip link show "$BR" >/dev/null 2>&1 && echo up || echo absent)"
+  if [ -n "$VIP" ]; then
+    local held
+    if [ "$(id -u)" != 0 ]; then held="holder: run as root to see it"
+    else
+      held=$(echo $holders)
+      case $(echo "$held" | wc -w) in 0) held="held by no host" ;; 1) held="held by $held" ;; *) held="held by $held (more than one: split brain)" ;; esac
+    fi
+    echo "VIP $VIP:$VIP_PORT $held (keepalived interface $IFACE); bridge $BR $GW/$PREFIXLEN $(ip link show "$BR" >/dev/null 2>&1 && echo up || echo absent)"
+  fi
 }
 
 cmd_mem() {  # PSS of the host's processes and its memory cgroup usage
@@ -497,12 +573,13 @@ print_usage_after_deploy() {
   cat >&2 <<EOF
 
 lab: kubeconfig: $LABDIR/kubeconfig (mode 0600, root's). To use it as yourself:
-  sudo cat $LABDIR/kubeconfig > ~/.kube/hakube-lab && chmod 600 ~/.kube/hakube-lab
+  mkdir -p ~/.kube && (umask 077 && sudo cat $LABDIR/kubeconfig > ~/.kube/hakube-lab)
   KUBECONFIG=~/.kube/hakube-lab kubectl get nodes
-It points at the VIP (https://$VIP:<port>), reachable from this machine only. The lab hosts cannot
+It points at the VIP (https://$VIP:$VIP_PORT), reachable from this machine only. The lab hosts cannot
 install kubeadm/kubelet yet (they reach only the Debian mirror), so nothing answers behind the load
 balancers until control-plane stand-ins exist.
-Tear down: sudo npm run lab -- down   (removes the hosts; the deploy state is dropped with them)
+Tear down: sudo npm run lab -- down   (removes the hosts, and with them the deploy state and its
+secrets: kubeconfig, outputs.json, state/; the image cache stays: 'down --purge' removes it too)
 EOF
 }
 deploy_pulumi() {  # ENGINE: pulumi up of stack "lab" (file backend in the lab directory)
@@ -580,16 +657,22 @@ cmd_destroy() {
   fi
 }
 
+# sourced (the tests of lab.sh's functions): define everything, run nothing
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then return 0; fi
+
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 cmd=${1:-}; shift || true
 case "$cmd" in
   deploy) need_root; cmd_deploy "$@" ;;
   destroy) need_root; cmd_destroy ;;
   up) need_root; cmd_up "$@" ;;
-  down) need_root; cmd_down ;;
+  down) need_root; cmd_down "$@" ;;
   status) cmd_status ;;
   mem) need_root; cmd_mem ;;
   config) [ -f "$LABDIR/stack-config.json" ] || die "no $LABDIR/stack-config.json yet: run 'lab up'"; echo "$LABDIR/stack-config.json" ;;
   build) need_root; "$LAB_SRC/build-image.sh" "$@" ;;
+  toolchain) need_root; "$LAB_SRC/toolchain/build.sh" "$@" ;;
+  site) need_root; "$LAB_SRC/site.sh" "$@" ;;
   ssh)
     load_topology auto; n=$(host_arg "${1:-}"); shift
     exec ssh "${SSH_OPTS[@]}" "root@${ADDR[$n]}" "$@" ;;
@@ -621,6 +704,6 @@ case "$cmd" in
   heal)
     need_root; load_topology auto; n=$(host_arg "${1:-}")
     rm -f "$RUN/$n.partitioned"; nft delete table netdev "$NFT_PART$n" 2>/dev/null || true ;;
-  -h|--help|help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 1 ;;
+  -h|--help|help) usage ;;
+  *) usage >&2; exit 1 ;;
 esac

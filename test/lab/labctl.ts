@@ -3,7 +3,7 @@
  * (over SSH with the lab key and verified host keys, or through its namespaces), who holds the
  * VIP, a TCP prober and a small etcd client. Used by the end-to-end suite and the benchmark.
  */
-import { execFile, execFileSync, spawnSync } from "node:child_process";
+import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import * as grpc from "@grpc/grpc-js";
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -452,8 +452,62 @@ export function labPrerequisites(): string | undefined {
     try {
       execFileSync("bash", ["-c", `command -v ${t}`], { stdio: "ignore" });
     } catch {
-      return `${t} is not installed (test/all.sh installs the lab's packages)`;
+      return `${t} is not installed (test/lab/global-setup.ts should have installed it: see the start of the run and $HAKUBE_LAB_DIR/logs/apt.log)`;
     }
   }
   return undefined;
+}
+
+// ---- VIP address events -------------------------------------------------------------------------
+
+/**
+ * Follows which hosts carry ADDRESS from the kernel's own address events (`ip -o monitor address`
+ * in each host's network namespace): no polling, so nothing is missed between samples even when
+ * the machine is too busy to poll every 100 ms. `holders()` is the current set (in-process, no fork).
+ */
+export class VipWatch {
+  private procs: ChildProcess[] = [];
+  private state = new Map<string, boolean>();
+  readonly events: { at: number; host: string; present: boolean }[] = [];
+  constructor(
+    readonly names: string[],
+    readonly address: string,
+  ) {}
+  async start(): Promise<this> {
+    for (const n of this.names) {
+      const pid = pid1Of(n);
+      if (!pid) throw new Error(`VipWatch: ${n} is not running`);
+      const p = spawn("nsenter", ["-t", String(pid), "-n", "ip", "-o", "-4", "monitor", "address"], { stdio: ["ignore", "pipe", "ignore"] });
+      let buf = "";
+      p.stdout!.setEncoding("utf8");
+      p.stdout!.on("data", (d: string) => {
+        buf += d;
+        let i;
+        while ((i = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (!line.includes(` ${this.address}/`)) continue;
+          const present = !line.startsWith("Deleted");
+          this.state.set(n, present);
+          this.events.push({ at: now(), host: n, present });
+        }
+      });
+      this.procs.push(p);
+    }
+    await sleep(300); // the monitors are subscribed
+    const h = await holders(this.names, this.address);
+    for (const n of this.names) this.state.set(n, h.includes(n));
+    return this;
+  }
+  holders(): string[] {
+    return this.names.filter((n) => this.state.get(n));
+  }
+  /** Whether every monitor is still running (one that died would freeze its host's state). */
+  alive(): boolean {
+    return this.procs.every((p) => p.exitCode === null && p.signalCode === null);
+  }
+  stop(): void {
+    for (const p of this.procs) if (p.pid && p.exitCode === null) p.kill("SIGKILL");
+    this.procs = [];
+  }
 }

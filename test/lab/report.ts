@@ -59,6 +59,20 @@ const ROWS: Row[] = [
   ["etcd write latency, all members up (p50)", (d) => ms(d.faults?.etcdFollower?.baselineP50Ms)],
   ["etcd member rejoin (lab start → member healthy)", (d) => ms(d.faults?.etcdFollower?.rejoinMs)],
   ["etcd leader crash → writes fail for", (d) => ms(d.faults?.etcdLeader?.unavailableMs)],
+  ["CPU load (busy loops on every core, machine + each LB): 100 ms samples / without exactly one holder / VIP moves", (d) => (d.faults?.load ? `${d.faults.load.samples} / ${d.faults.load.samplesWithoutExactlyOneHolder} / ${d.faults.load.vipMoves} in ${d.faults.load.minutes} min` : "not run")],
+  ["CPU load: machine load average (1 min; min–max)", (d) => (d.faults?.load ? `${d.faults.load.loadAvg1m.min}–${d.faults.load.loadAvg1m.max}` : "—")],
+  ["CPU load: keepalived state changes / check timeouts / FAULT (all LBs)", (d) => {
+    const k = d.faults?.load?.keepalived as Record<string, Record<string, number>> | undefined;
+    if (!k) return "—";
+    const sum = (f: string) => Object.values(k).reduce((a, x) => a + (x[f] ?? 0), 0);
+    return `${sum("stateChanges")} / ${sum("checkTimedOut")} / ${sum("fault")}`;
+  }],
+  ["under load: crash of the holder → VIP on the other (from the kill) / VIP:port connects", (d) => (d.faults?.loadCrash ? `${ms(d.faults.loadCrash.vipMovedAfterKillMs)} / ${ms(d.faults.loadCrash.recoveredAfterKillMs)}` : "—")],
+  ["under load: engine stopped on the holder → VIP moved", (d) => ms(d.faults?.loadStopEngine?.vipMovedMs)],
+  ["partition of the holder → both hold after; heal → second move back to the cut-off host?", (d) =>
+    Array.isArray(d.faults?.partition)
+      ? d.faults.partition.map((r: any) => `${r.partitioned} cut off: ${ms(r.bothHoldAfterMs)}; heal → ${r.holderAfterHeal}${r.secondMove ? " (moved back)" : " (stayed)"}`).join("; ")
+      : "—"],
   ["soak: spurious VIP moves", (d) => (d.soak ? `${d.soak.vipMoves} in ${s(d.soak.ms)}` : "not run")],
 ];
 

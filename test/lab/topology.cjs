@@ -5,7 +5,7 @@
 //                            --machine-prefix hk- --max-machine-name 12 --interface host0
 //       validates the topology against the lab network and prints TSV lines:
 //         host<TAB>name<TAB>address<TAB>roles(comma separated)
-//         vip<TAB>address-or-empty<TAB>interface-or-empty
+//         vip<TAB>address-or-empty<TAB>interface-or-empty<TAB>port (hakube:loadBalancer.port, 6443)
 //   node topology.cjs config STACK_FILE LAB_DIR
 //       writes LAB_DIR/stack-config.json and LAB_DIR/known_hosts from the stack's hosts and
 //       the host keys in LAB_DIR/hostkeys/<name>.pub and the key LAB_DIR/keys/id_ed25519.
@@ -76,9 +76,22 @@ function hostsOf(config, file) {
   return hosts;
 }
 
+// The program's own validation of the stack file (components/config through test/lab/check-stack.ts):
+// every problem by key path, as `pulumi up` reports them. null when tsx is not installed.
+function programProblems(file) {
+  const tsx = path.join(REPO, 'node_modules', '.bin', 'tsx');
+  if (!fs.existsSync(tsx)) return null;
+  const r = require('node:child_process').spawnSync(tsx, [path.join(__dirname, 'check-stack.ts'), path.resolve(file)],
+    { cwd: REPO, encoding: 'utf8' });
+  if (r.status !== 0) fail(`checking ${file} with the program's validation failed:\n${(r.stderr || '').trim()}`);
+  return JSON.parse(r.stdout).problems;
+}
+
+// Validate the topology against the lab network. Every problem is reported at once, in the
+// program's `invalid stack configuration (N problems)` form: the program's own problems first,
+// then the lab's (a key path the program already complained about is not repeated).
 function cmdHosts(file, opts) {
   const config = readStack(file);
-  const hosts = hostsOf(config, file);
   const [netAddr, bitsStr] = String(opts.net || '').split('/');
   const bits = Number(bitsStr);
   const net = ipToInt(netAddr);
@@ -90,57 +103,68 @@ function cmdHosts(file, opts) {
   const maxLen = Number(opts['max-machine-name'] || 12);
   const inNet = (a) => ((a & mask) >>> 0) === net;
 
-  const names = new Set();
+  const lab = [];   // [keyPath, message]
+  const add = (key, msg) => lab.push([key, msg]);
+  const hosts = Array.isArray(config['hakube:hosts']) ? config['hakube:hosts'] : [];
+  if (!Array.isArray(config['hakube:hosts']) || hosts.length === 0) add('hakube:hosts', 'must be a non-empty list (the lab boots one host per entry)');
+  const names = new Map();
   const addrs = new Map();
   const out = [];
   hosts.forEach((h, i) => {
-    const where = `${file}: hakube:hosts[${i}]`;
+    const where = `hakube:hosts[${i}]`;
+    if (!h || typeof h !== 'object' || Array.isArray(h)) { add(where, 'is not a mapping'); return; }
     const name = h.name;
+    let ok = true;
     if (typeof name !== 'string' || !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(name)) {
-      fail(`${where}: name ${JSON.stringify(name)} must be lower-case letters, digits and '-'`);
-    }
-    if (names.has(name)) fail(`${where}: duplicate name ${name}`);
-    names.add(name);
-    const machine = prefix + name;
-    if (machine.length > maxLen) {
-      fail(`${where}: machine name ${machine} is ${machine.length} characters; at most ${maxLen} ` +
-        `(the host-side veth 'vb-${machine}' must fit in 15): shorten the host name to ` +
-        `${maxLen - prefix.length} characters`);
+      add(`${where}.name`, `${JSON.stringify(name)} must be lower-case letters, digits and '-'`); ok = false;
+    } else if (names.has(name)) {
+      add(`${where}.name`, `${JSON.stringify(name)} is already used by hakube:hosts[${names.get(name)}]`); ok = false;
+    } else {
+      names.set(name, i);
+      const machine = prefix + name;
+      if (machine.length > maxLen) {
+        add(`${where}.name`, `${JSON.stringify(name)}: the lab's machine name ${machine} is ${machine.length} characters; at most ${maxLen} ` +
+          `(the host-side veth 'vb-${machine}' must fit in 15): shorten the host name to ${maxLen - prefix.length} characters`);
+      }
     }
     const a = ipToInt(h.address);
-    if (a === null) fail(`${where} (${name}): address ${JSON.stringify(h.address)} is not an IPv4 address`);
-    if (!inNet(a)) {
-      fail(`${where} (${name}): address ${h.address} is outside the lab bridge network ${opts.net} ` +
-        `(gateway ${opts.gateway}); the stack file and test/lab/lab.sh disagree`);
-    }
-    if (a === net || a === bcast || a === gw) {
-      fail(`${where} (${name}): address ${h.address} is the network, broadcast or gateway address of ${opts.net}`);
-    }
-    if (addrs.has(a)) fail(`${where} (${name}): address ${h.address} is also used by ${addrs.get(a)}`);
-    addrs.set(a, name);
+    if (a === null) { add(`${where}.address`, `${JSON.stringify(h.address)} is not an IPv4 address (lab hosts have IPv4 addresses on the bridge)`); ok = false; }
+    else if (!inNet(a)) {
+      add(`${where}.address`, `${h.address} is outside the lab bridge network ${opts.net} (gateway ${opts.gateway}): the lab can only boot hosts there`); ok = false;
+    } else if (a === net || a === bcast || a === gw) {
+      add(`${where}.address`, `${h.address} is the network, broadcast or gateway address of the lab network ${opts.net}`); ok = false;
+    } else if (addrs.has(a)) {
+      add(`${where}.address`, `${h.address} is already used by ${addrs.get(a)}`); ok = false;
+    } else addrs.set(a, typeof name === 'string' ? name : where);
     const roles = h.roles === undefined ? [] : h.roles;
-    if (!Array.isArray(roles) || roles.some((r) => typeof r !== 'string' || /[\s,]/.test(r))) {
-      fail(`${where} (${name}): roles must be a list of words`);
-    }
-    out.push(['host', name, h.address, roles.join(',')].join('\t'));
+    if (!Array.isArray(roles) || roles.some((r) => typeof r !== 'string' || /[\s,]/.test(r))) { add(`${where}.roles`, 'must be a list of words'); ok = false; }
+    if (ok) out.push(['host', name, h.address, roles.join(',')].join('\t'));
   });
 
   const lb = config['hakube:loadBalancer'] || {};
   let vip = '';
   if (lb.vip !== undefined) {
     const v = ipToInt(lb.vip);
-    if (v === null) fail(`${file}: hakube:loadBalancer.vip ${JSON.stringify(lb.vip)} is not an IPv4 address`);
-    if (!inNet(v) || v === net || v === bcast || v === gw) {
-      fail(`${file}: hakube:loadBalancer.vip ${lb.vip} must be a free address in the lab network ${opts.net}`);
-    }
-    if (addrs.has(v)) fail(`${file}: hakube:loadBalancer.vip ${lb.vip} is also the address of ${addrs.get(v)}`);
-    vip = lb.vip;
+    if (v === null) add('hakube:loadBalancer.vip', `${JSON.stringify(lb.vip)} is not an IPv4 address`);
+    else if (!inNet(v) || v === net || v === bcast || v === gw) add('hakube:loadBalancer.vip', `${lb.vip} must be a free address in the lab network ${opts.net}`);
+    else if (addrs.has(v)) add('hakube:loadBalancer.vip', `${lb.vip} is also the address of ${addrs.get(v)}`);
+    else vip = lb.vip;
   }
   if (lb.interface !== undefined && opts.interface && lb.interface !== opts.interface) {
-    fail(`${file}: hakube:loadBalancer.interface is ${JSON.stringify(lb.interface)}, but lab hosts ` +
-      `have one interface named ${opts.interface}`);
+    add('hakube:loadBalancer.interface', `is ${JSON.stringify(lb.interface)}, but lab hosts have one interface named ${opts.interface}`);
   }
-  out.push(['vip', vip, lb.interface || ''].join('\t'));
+
+  const program = programProblems(file);
+  const keyOf = (p) => p.slice(0, p.indexOf(': ') >= 0 ? p.indexOf(': ') : p.length);
+  const programKeys = new Set((program || []).map(keyOf));
+  const problems = [...(program || []), ...lab.filter(([k]) => !programKeys.has(k)).map(([k, m]) => `${k}: ${m} (lab)`)];
+  if (problems.length) {
+    process.stderr.write(`lab: ${file}: invalid stack configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
+      problems.map((p) => `  - ${p}\n`).join('') +
+      (program === null ? "  (the program's own validation did not run: node_modules/.bin/tsx is missing; run 'npm ci')\n" : ''));
+    process.exit(2);
+  }
+  out.push(['vip', vip, lb.interface || '', lb.port === undefined ? 6443 : lb.port].join('\t'));
   process.stdout.write(out.join('\n') + '\n');
 }
 

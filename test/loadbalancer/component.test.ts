@@ -77,13 +77,16 @@ describe("LoadBalancerPair (dev config)", () => {
     const k1 = byName("lb-keepalived-lb1").inputs.create as string;
     const k2 = byName("lb-keepalived-lb2").inputs.create as string;
     expect(k1).toContain("priority 200\n");
-    expect(k2).toContain("priority 190\n");
+    expect(k2).toContain("priority 199\n");
     expect(k1).toMatch(/unicast_src_ip 10\.123\.0\.11\n {4}unicast_peer \{\n {8}10\.123\.0\.12\n {4}\}/);
     expect(k2).toMatch(/unicast_src_ip 10\.123\.0\.12\n {4}unicast_peer \{\n {8}10\.123\.0\.11\n {4}\}/);
     for (const k of [k1, k2]) {
       expect(k).toContain("vrrp_version 3");
       expect(k).toContain("advert_int 0.2\n");
-      expect(k).toContain("state BACKUP\n    nopreempt\n");
+      expect(k).toContain("    state BACKUP\n");
+      expect(k).not.toContain("nopreempt"); // preemption on: the holder's bonus keeps the VIP where it is
+      expect(k).toContain("    weight -100\n");
+      expect(k).toMatch(/track_file \{\n {8}hakube_holder\n {4}\}\n {4}notify "\/etc\/keepalived\/hakube-notify.sh" root\n/);
       expect(k).toContain("10.123.0.100/24 dev host0");
       expect(k).toContain("virtual_router_id 51\n");
       expect(k).toContain("enable_script_security");
@@ -148,7 +151,7 @@ describe("LoadBalancerPair variants", () => {
     }
     expect(s).toMatch(/backend ingress-http\n {4}balance leastconn\n {4}default-server check inter/);
     // the check script requires every frontend to listen
-    expect(byName("lb-keepalived-lb2").inputs.create).toContain("for p in 6443 80 443; do");
+    expect(byName("lb-keepalived-lb2").inputs.create).toContain('want=" 6443 80 443 "');
     // the preflight knows the ports are ours on a re-run
     const pre = harness.commands().find((c) => c.name === "hosts-preflight-lb2")!.inputs.create as string;
     for (const port of [80, 443, 6443, 8404]) expect(pre).toMatch(new RegExp(`check_port ${port} .* 'haproxy nginx'`));
@@ -164,7 +167,7 @@ describe("LoadBalancerPair variants", () => {
     expect(s).toContain("bind 0.0.0.0:8443");
     expect(s).toContain("server cp2 10.123.0.32:6443\n"); // its own API server is a backend too
     const k = byName("lb-keepalived-cp3").inputs.create as string;
-    expect(k).toContain("priority 180\n");
+    expect(k).toContain("priority 198\n");
     expect(k).toMatch(/unicast_peer \{\n {8}10\.123\.0\.31\n {8}10\.123\.0\.32\n {4}\}/);
     expect(k).toContain("exec 3<>/dev/tcp/10.123.0.100/8443");
     expect(outputs!.apiServerEndpoint).toBe("https://10.123.0.100:8443");

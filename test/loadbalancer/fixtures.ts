@@ -68,6 +68,8 @@ export function variantInput(v: Variant, dir?: string): LbInput {
             nginxErrorLog: `${dir}/nginx-error.log`,
             nginxAccessLog: `${dir}/nginx-access.log`,
             checkScript: `${dir}/check-${v.engine}-${v.ingress ? "i" : "n"}-${v.colocated ? "c" : "d"}.sh`,
+            notifyScript: `${dir}/notify.sh`,
+            holderFile: `${dir}/holder`,
           },
           scriptUser: "nobody", // keepalived_script is created by the packages step on the hosts
         }

@@ -16,9 +16,10 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { TLSSocket } from "node:tls";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { renderCheckScript, renderHaproxyConfig, resolve, type Resolved } from "../../components/loadbalancer/render";
 import { isRoot, makeCa, missing, serverCert, type TestCa } from "./fixtures";
+import { describeReal } from "../harness/real";
 
 const why = missing(["haproxy", "ss"]);
 if (why) console.warn(`[loadbalancer] live HAProxy test skipped: ${why}`);
@@ -130,7 +131,7 @@ function get(port: number, pathName: string, tls: boolean): Promise<{ status: nu
   });
 }
 
-describe.skipIf(!!why)(`real HAProxy with the rendered haproxy.cfg${why ? ` (skipped: ${why})` : ""}`, () => {
+describeReal("real HAProxy with the rendered haproxy.cfg", why, () => {
   let dir: string;
   let haproxy: ChildProcess | undefined;
   let haproxyLog = "";

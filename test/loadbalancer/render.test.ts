@@ -11,7 +11,12 @@ import {
   APISERVER_CHECK,
   apiServerMarkDownBoundMs,
   CHECK,
+  effectivePriorities,
   engineDeathDetectionBoundMs,
+  engineHangDetectionBoundMs,
+  HOLDER_BONUS,
+  MAX_LOAD_BALANCERS,
+  renderNotifyScript,
   LB_HEALTH_PORT,
   masterDownIntervalMs,
   renderCheckScript,
@@ -30,6 +35,7 @@ import {
 } from "../../components/loadbalancer/render";
 import { wrapScript } from "../../components/remote/shell";
 import { allVariants, bash, makeCa, missing, variantInput, versionOf, type Variant } from "./fixtures";
+import { describeReal } from "../harness/real";
 
 const base = (): LbInput => variantInput({ id: "x", engine: "haproxy", vrrp: "unicast", ingress: true, lbCount: 2, colocated: false });
 const FAKE_CA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n";
@@ -54,7 +60,56 @@ describe("failover parameters", () => {
 
   it("notices a dead engine within a few seconds with whole-second script intervals", () => {
     expect(Number.isInteger(CHECK.interval) && CHECK.interval >= 1).toBe(true);
-    expect(engineDeathDetectionBoundMs()).toBeLessThanOrEqual(3000);
+    expect(Number.isInteger(CHECK.timeout)).toBe(true);
+    expect(engineDeathDetectionBoundMs()).toBeLessThanOrEqual(3000); // stopped: refused at once
+    expect(engineHangDetectionBoundMs()).toBeLessThanOrEqual(6000); // hung: each run waits readTimeoutS
+    // the script's own wait ends before keepalived's timeout (the script decides, no SIGTERM);
+    // the timeout is well above one interval (a busy host's slow fork is not a failure)
+    expect(CHECK.readTimeoutS).toBeLessThan(CHECK.timeout);
+    expect(CHECK.timeout).toBeGreaterThanOrEqual(4 * CHECK.interval);
+  });
+
+  it("load can reorder priorities but never leave the VIP unheld; a sick holder falls below every healthy backup", () => {
+    const base = Array.from({ length: MAX_LOAD_BALANCERS }, (_, i) => vrrpPriority(i));
+    expect(Math.max(...base) + HOLDER_BONUS).toBeLessThanOrEqual(254);
+    for (const h of base)
+      for (const b of base) {
+        if (h === b) continue;
+        const H = effectivePriorities(h);
+        const B = effectivePriorities(b);
+        expect(H.holder, `healthy holder ${h} vs healthy backup ${b}: no move (a recovered host does not take the VIP back)`).toBeGreaterThan(B.backup);
+        expect(H.sickHolder, `sick holder ${h} vs healthy backup ${b}: the backup preempts`).toBeLessThan(B.backup);
+        expect(H.sickHolder, `sick holder ${h} vs sick backup ${b}: no move`).toBeGreaterThan(B.sickBackup);
+        expect(H.holder, `healthy holder ${h} vs sick backup ${b}`).toBeGreaterThan(B.sickBackup);
+      }
+  });
+
+  it("keepalived.conf: weighted check (never FAULT), holder bonus file, notify as root, no nopreempt", () => {
+    const k = renderKeepalivedConfig(base(), "lb1");
+    expect(k).toContain(`vrrp_script hakube_lb_check {\n    script "/etc/keepalived/hakube-check-lb.sh"\n    interval 1\n    timeout 4\n    fall 2\n    rise 2\n    weight -100\n}`);
+    expect(k).toContain(`track_file hakube_holder {\n    file "/run/hakube-keepalived.holder"\n    weight 50\n    init_file 0 overwrite\n}`);
+    expect(k).toContain(`    track_script {\n        hakube_lb_check\n    }\n    track_file {\n        hakube_holder\n    }\n    notify "/etc/keepalived/hakube-notify.sh" root\n}`);
+    expect(k).toContain("    vrrp_priority -10\n");
+    expect(k).not.toMatch(/nopreempt|weight 0\b|\binterval 1\n    timeout 1\n/);
+    expect(k).toContain("    state BACKUP\n");
+  });
+
+  it("the notify script writes 1 to the holder file while MASTER, 0 on every other state", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-lb-notify-"));
+    try {
+      const r = resolve({ ...base(), paths: { holderFile: `${dir}/holder` } });
+      const f = path.join(dir, "notify.sh");
+      fs.writeFileSync(f, renderNotifyScript(r), { mode: 0o755 });
+      const seen: Record<string, string> = {};
+      for (const st of ["MASTER", "BACKUP", "MASTER", "FAULT", "MASTER", "STOP"]) {
+        const res = bash(`${f} INSTANCE hakube_dev ${st} 250`);
+        expect(res.status, res.stderr).toBe(0);
+        seen[st] = fs.readFileSync(`${dir}/holder`, "utf8");
+      }
+      expect(seen).toEqual({ MASTER: "1\n", BACKUP: "0\n", FAULT: "0\n", STOP: "0\n" });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -77,7 +132,7 @@ describe("resolve() checks every value that reaches a config", () => {
   it("accepts the dev shape", () => {
     const r = resolve(base());
     expect(r.frontendPorts).toEqual([6443, 80, 443]);
-    expect(r.lbHosts.map((h) => h.priority)).toEqual([200, 190]);
+    expect(r.lbHosts.map((h) => h.priority)).toEqual([200, 199]);
   });
   it("refuses a CA that is not a certificate (or carries a key)", () => {
     expect(() => renderProxyStep(resolve(base()), "hello")).toThrow(/not a PEM certificate/);
@@ -92,7 +147,11 @@ describe("rendered files", () => {
       const s = renderCheckScript(i);
       expect(s).not.toMatch(/pidof|killall/);
       expect(s).toContain(`/dev/tcp/127.0.0.1/${LB_HEALTH_PORT}`);
-      expect(s).toContain("for p in 6443 80 443; do");
+      // one ss for every frontend port (not a fork per port), parsed with builtins
+      expect(s.match(/\bss -/g)).toHaveLength(1);
+      expect(s).toContain(`ss -Hltn '( sport = :6443 or sport = :80 or sport = :443 )'`);
+      expect(s).toContain('want=" 6443 80 443 "');
+      expect(s).toContain(`read -r -t ${CHECK.readTimeoutS} status`);
       for (const b of [...i.apiServers.map((x) => x.address), ...i.workers.map((x) => x.address), i.vip]) expect(s).not.toContain(b);
     }
   });
@@ -103,7 +162,7 @@ describe("rendered files", () => {
     expect(k2).toContain("unicast_src_ip 10.123.0.12\n    unicast_peer {\n        10.123.0.11\n        10.123.0.13\n    }");
     const m = renderKeepalivedConfig({ ...three, vrrp: "multicast" }, "lb2");
     expect(m).not.toMatch(/unicast/);
-    expect(m).toContain("priority 190");
+    expect(m).toContain("priority 199\n");
   });
 
   it("steps validate before they swap, and reload only through the stamp", () => {
@@ -126,7 +185,7 @@ describe("rendered files", () => {
       const r = resolve(variantInput(v));
       bodies.push([`${v.id} packages`, renderPackagesStep(r)], [`${v.id} proxy`, renderProxyStep(r, FAKE_CA)], [`${v.id} proxy-delete`, renderProxyDeleteStep(r)]);
       for (const h of r.lbHosts) bodies.push([`${v.id} keepalived ${h.name}`, renderKeepalivedStep(r, h.name)]);
-      bodies.push([`${v.id} keepalived-delete`, renderKeepalivedDeleteStep(r)], [`${v.id} check`, renderCheckScript(r)]);
+      bodies.push([`${v.id} keepalived-delete`, renderKeepalivedDeleteStep(r)], [`${v.id} check`, renderCheckScript(r)], [`${v.id} notify`, renderNotifyScript(r)]);
     }
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-lb-bash-"));
     try {
@@ -148,7 +207,7 @@ describe("rendered files", () => {
 const why = missing(["haproxy", "nginx", "keepalived"], true);
 if (why) console.warn(`[loadbalancer] real validator tests skipped: ${why}`);
 
-describe.skipIf(!!why)(`real validators${why ? ` (skipped: ${why})` : ""}`, () => {
+describeReal("real validators", why, () => {
   let dir: string;
   const results = new Map<string, string>();
   interface Job {
@@ -197,6 +256,7 @@ describe.skipIf(!!why)(`real validators${why ? ` (skipped: ${why})` : ""}`, () =
     for (const v of allVariants()) {
       const r = resolve(variantInput(v, dir));
       fs.writeFileSync(r.paths.checkScript, renderCheckScript(r), { mode: 0o755 });
+      fs.writeFileSync(r.paths.notifyScript, renderNotifyScript(r), { mode: 0o755 });
       const cfg = renderEngineConfig(r);
       add(`${v.id}.${v.engine}`, v.engine, cfg, "cfg");
       if (v.engine === "haproxy") add(`${v.id}.haproxy-strict`, "haproxy-strict", cfg, "cfg");
@@ -214,7 +274,7 @@ describe.skipIf(!!why)(`real validators${why ? ` (skipped: ${why})` : ""}`, () =
       ["broken.haproxy-missing-ca", "haproxy", hap.replace(r0.paths.caFile, `${dir}/no-such-ca.crt`)],
       ["broken.nginx-no-stream-module", "nginx", ngx.replace(/^load_module .*\n/m, "")],
       ["broken.nginx-debian-modules-too", "nginx", ngx.replace(/^(load_module .*\n)/m, "$1include /etc/nginx/modules-enabled/*.conf;\n")],
-      ["broken.keepalived-unknown-keyword", "keepalived", ka.replace("nopreempt", "nopreemptt")],
+      ["broken.keepalived-unknown-keyword", "keepalived", ka.replace("init_file 0 overwrite", "init_filee 0 overwrite")],
       ["broken.keepalived-fractional-interval", "keepalived", ka.replace(`interval ${CHECK.interval}\n`, "interval 0.5\n")],
       ["broken.keepalived-no-interface", "keepalived", ka.replace(/host0/g, "nosuch0")],
       ["broken.keepalived-unbalanced", "keepalived", ka.replace(/}\n$/, "")],
@@ -254,7 +314,7 @@ describe.skipIf(!!why)(`real validators${why ? ` (skipped: ${why})` : ""}`, () =
     expect(results.get("broken.haproxy-missing-ca")).toMatch(/Couldn't open the ca-file/);
     expect(results.get("broken.nginx-no-stream-module")).toMatch(/unknown directive "stream"/);
     expect(results.get("broken.nginx-debian-modules-too")).toMatch(/already loaded/);
-    expect(results.get("broken.keepalived-unknown-keyword")).toMatch(/Unknown keyword 'nopreemptt'/);
+    expect(results.get("broken.keepalived-unknown-keyword")).toMatch(/Unknown keyword 'init_filee'/);
     expect(results.get("broken.keepalived-fractional-interval")).toMatch(/interval '0.5' must be between 1/);
   });
 });

@@ -12,7 +12,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import {
   renderKeepalivedDeleteStep,
   renderKeepalivedStep,
@@ -23,6 +23,7 @@ import {
 } from "../../components/loadbalancer/render";
 import { wrapScript } from "../../components/remote/shell";
 import { canUnshareNet, devInput, makeCa, missing } from "./fixtures";
+import { describeReal } from "../harness/real";
 
 const packagesInstalled = ["haproxy", "nginx", "libnginx-mod-stream", "keepalived"].every(
   (p) => spawnSync("dpkg-query", ["-W", "-f=${db:Status-Status}", p], { encoding: "utf8" }).stdout === "installed",
@@ -46,7 +47,7 @@ interface Result {
   err: string;
 }
 
-describe.skipIf(!!why)(`load-balancer steps in a sandbox${why ? ` (skipped: ${why})` : ""}`, () => {
+describeReal("load-balancer steps in a sandbox", why, () => {
   let dir: string;
   const results: Result[] = [];
   const snaps = new Map<string, string>();
