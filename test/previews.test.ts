@@ -27,7 +27,7 @@ const CHANGES: (PreviewInput & { expected: Expected })[] = [
     base: base(),
     changed: { ...base(), "hakube:hosts": [...(base()["hakube:hosts"] as object[]), W3] },
     expected: [
-      { op: "create", names: ["hosts-preflight-w3", "workers-containerd-w3", "workers-drain-w3", "workers-join-w3", "workers-packages-w3", "workers-system-w3", "workers-token-w3"] },
+      { op: "create", names: ["hosts-preflight-w3", "workers-drain-w3", "workers-join-w3", "workers-prepare-w3", "workers-token-w3"] },
       { op: "update", names: ["lb-proxy-lb1", "lb-proxy-lb2"], properties: ["create"] },
     ],
   },
