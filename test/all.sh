@@ -5,7 +5,10 @@
 #    (test/ensure-packages.sh: says what and why first, installs only missing ones, upgrades nothing);
 # 2. npm ci; 3. type check; 4. the fast suite (npm test) with HAKUBE_REQUIRE_REAL_BINARIES=1: a
 #    real-binary test that cannot run fails instead of skipping; 5. the lab suite (npm run test:lab, root only).
-# HAKUBE_SKIP_LAB=1 skips step 5 (and says so last).
+#    Before it, as root: the lab's air-gapped toolchain (test/lab/toolchain/build.sh: Kubernetes,
+#    etcd, containerd, runc, CNI, images, the Pulumi CLI from the Go module proxy; cached by the
+#    hash of its manifest, ~30 min cold on 2 cores, < 1 s cached).
+# HAKUBE_SKIP_LAB=1 skips step 5 and the toolchain (and says so last).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 t0=$SECONDS
@@ -18,7 +21,9 @@ APT_PACKAGES=("etcd-server=real etcd in test/etcd (3 members on loopback)" "etcd
   "iproute2=network namespaces (ip)" "procps=pgrep/sysctl" "psmisc=killall-free process checks (fuser)")
 # what test/lab/build-image.sh and lab.sh use on this machine (util-linux: nsenter, flock)
 LAB_PACKAGES=("mmdebstrap=the lab's base image" "systemd-container=systemd-nspawn: the lab hosts" "nftables=the lab's NAT/filter table and partitions"
-  "zstd=the base image tarball" "openssh-client=ssh into lab hosts" "iputils-ping=smoke.sh" "util-linux=nsenter, flock")
+  "zstd=the base image tarball" "openssh-client=ssh into lab hosts" "iputils-ping=smoke.sh" "util-linux=nsenter, flock"
+  "libseccomp-dev=runc's seccomp support (the lab's toolchain build)" "pkg-config=finding libseccomp for runc" "gcc=cgo (runc) and the static pause binary"
+  "dpkg-dev=dpkg-scanpackages for the site's apt repository" "gpg=signing the site's apt repository")
 APT_LOG=reports/apt.log
 
 # Tests that need a real binary (etcd, haproxy, nginx, keepalived, root for namespaces) fail instead
@@ -49,6 +54,8 @@ if [ "$(id -u)" != 0 ]; then
 elif [ "${HAKUBE_SKIP_LAB:-0}" = 1 ]; then
   say "fast suite passed; the lab suite was NOT run (HAKUBE_SKIP_LAB=1)"
 else
+  say "the lab's toolchain (built from the Go module proxy when its manifest's cache is missing)"
+  bash test/lab/toolchain/build.sh
   say "lab suite (boots the lab, both engines, faults; leaves the lab down)"
   npm run test:lab
   say "all tests passed (fast suite with every real-binary test run, lab suite)"

@@ -20,7 +20,7 @@ describe("lab topology check", () => {
     expect(r.status).toBe(0);
     const lines = r.stdout.trim().split("\n");
     expect(lines[0]).toBe("host\tlb1\t10.123.0.11\tloadbalancer");
-    expect(lines.at(-1)).toBe("vip\t10.123.0.100\thost0");
+    expect(lines.at(-1)).toBe("vip\t10.123.0.100\thost0\t6443");
   });
 
   test("a duplicate name does not hide a bad address, an unknown key or the lab's own rules: all reported in one block", () => {

@@ -183,6 +183,13 @@ describe("containerd step", () => {
     expect(c).toContain("[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]\n  SystemdCgroup = true");
     expect(c).toContain("[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = 'registry.k8s.io/pause:3.10.2'");
   });
+  it("restrictOomScoreAdj (nodes that are containers) clamps oom_score_adj in the CRI runtime plugin; off by default", () => {
+    expect(renderContainerdConfig("registry.k8s.io/pause:3.10.2")).not.toContain("restrict_oom_score_adj");
+    expect(renderContainerdConfig("registry.k8s.io/pause:3.10.2", { restrictOomScoreAdj: true })).toContain("[plugins.'io.containerd.cri.v1.runtime']\n  # this node cannot lower an oom_score_adj (no CAP_SYS_RESOURCE): clamp requests to its own\n  restrict_oom_score_adj = true");
+    const on = renderContainerdScript(settings({}, { restrictOomScoreAdj: true }));
+    expect(on).toContain("restrict_oom_score_adj = true");
+    expect(renderContainerdScript(settings())).not.toContain("restrict_oom_score_adj");
+  });
   it("the pause image comes from kubeadm itself, with the pinned default (3.10.2 for 1.37, 3.10.1 for 1.35)", () => {
     expect(renderContainerdScript(settings())).toContain("kubeadm config images list --kubernetes-version v1.37.2 2>/dev/null");
     expect(renderContainerdScript(settings())).toContain("pause=registry.k8s.io/pause:3.10.2");

@@ -69,6 +69,7 @@ export const DEFAULTS = {
       runcVersion: DEFAULT_RUNC_VERSION,
       downloadUrl: DEFAULT_CONTAINERD_DOWNLOAD_URL,
       runcDownloadUrl: DEFAULT_RUNC_DOWNLOAD_URL,
+      restrictOomScoreAdj: false,
     },
     allowCgroupV1: false,
   },

@@ -90,6 +90,9 @@ export interface ContainerdSpec {
   runcSha256?: Partial<Record<Arch, string>>;
   /** Registry host configuration (`/etc/containerd/certs.d/<namespace>/hosts.toml`), by registry host namespace. */
   registries: Record<string, RegistrySpec>;
+  /** containerd's `restrict_oom_score_adj` (default false): for nodes that are themselves containers
+   *  (LXD, systemd-nspawn) without CAP_SYS_RESOURCE, where lowering an oom_score_adj fails every sandbox. */
+  restrictOomScoreAdj: boolean;
 }
 
 /** One registry endpoint in a containerd `hosts.toml`. */
@@ -484,6 +487,7 @@ const ContainerdSchema = z.strictObject({
   runcDownloadUrl: url(["{version}"]).default(DEFAULTS.kubernetes.containerd.runcDownloadUrl),
   runcSha256: sha256Map.optional(),
   registries: registries.default({}),
+  restrictOomScoreAdj: boolLike.default(DEFAULTS.kubernetes.containerd.restrictOomScoreAdj),
 });
 
 /* ---- kubeadm image repository, component-config patches */

@@ -215,11 +215,22 @@ export const CONTAINERD_UNIT = "/etc/systemd/system/containerd.service";
 /** Replaced in the script by the pause image kubeadm names. */
 export const PAUSE_PLACEHOLDER = "@HAKUBE_PAUSE_IMAGE@";
 
-/** containerd 2.x configuration (version 3): runc through systemd cgroups, kubeadm's pause image pinned, registry hosts from certs.d. */
-export function renderContainerdConfig(pauseImage: string): string {
+/**
+ * containerd 2.x configuration (version 3): runc through systemd cgroups, kubeadm's pause image
+ * pinned, registry hosts from certs.d; `restrictOomScoreAdj` for nodes that are themselves
+ * containers (LXD, systemd-nspawn, …) whose capability set lacks CAP_SYS_RESOURCE.
+ */
+export function renderContainerdConfig(pauseImage: string, o: { restrictOomScoreAdj?: boolean } = {}): string {
+  const runtime = o.restrictOomScoreAdj
+    ? `
+[plugins.'io.containerd.cri.v1.runtime']
+  # this node cannot lower an oom_score_adj (no CAP_SYS_RESOURCE): clamp requests to its own
+  restrict_oom_score_adj = true
+`
+    : "";
   return `# written by hakube (node preparation); local changes are overwritten
 version = 3
-
+${runtime}
 [plugins.'io.containerd.cri.v1.images'.pinned_images]
   sandbox = '${pauseImage}'
 
@@ -432,7 +443,7 @@ pause=$(kubeadm config images list --kubernetes-version ${shq(`v${k.version}`)}$
 [[ "$pause" == ${shq(`${repo}/pause:`)}* ]] || hakube_fail "kubeadm names the pause image $pause, not one under ${repo}: the sandbox image would not match kubeadm's"
 ${registriesScript(k.containerd.registries ?? {})}
 cat > "$tmpd/config.toml" <<'HAKUBE_CONTAINERD'
-${renderContainerdConfig(PAUSE_PLACEHOLDER).replace(/\n$/, "")}
+${renderContainerdConfig(PAUSE_PLACEHOLDER, { restrictOomScoreAdj: k.containerd.restrictOomScoreAdj }).replace(/\n$/, "")}
 HAKUBE_CONTAINERD
 config=$(cat "$tmpd/config.toml")
 printf '%s\\n' "\${config//${PAUSE_PLACEHOLDER}/$pause}" > "$tmpd/config.toml"

@@ -17,7 +17,7 @@
  * processes) is removed at the end, also on Ctrl-C.
  *
  * Options: --etcd PATH[,PATH] (default /usr/bin/etcd and /var/cache/hakube-lab/etcd-bench/etcd
- * when present), --tunings 100/1000,150/1500,200/2000,250/2500, --loads idle,loaded,
+ * when present; test/etcd/bench-build-etcd.sh builds the latter from the Go module proxy), --tunings 100/1000,150/1500,200/2000,250/2500, --loads idle,loaded,
  * --trials 3, --window 180, --interval 25, --json FILE.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -156,7 +156,7 @@ class Cluster {
         members: ms,
         clusterName: `bench${slot}`,
         dataDir: path.join(dir, "data"),
-        paths: { configDir: dir, pkiDir, configFile: path.join(dir, "etcd.conf.yml"), unitFile: "/nonexistent", stateDir: dir, binDir: "/nonexistent" },
+        paths: { configDir: dir, pkiDir, configFile: path.join(dir, "etcd.conf.yml"), unitFile: "/nonexistent", stateDir: dir, binDir: "/nonexistent", distBinDir: "/nonexistent" },
         listenLocalhost: false,
         tuning,
       });
@@ -242,6 +242,8 @@ async function stopHog(procs: ChildProcess[]): Promise<void> {
 /* ------------------------------------------------------------------ measurements */
 
 interface SteadyResult {
+  /** raft term at the start and end of the window (every election, won or not, increments it) */
+  terms: [number, number];
   elections: number;
   leaderChanges: number;
   longestGapMs: number;
@@ -272,13 +274,14 @@ async function steady(clusters: Cluster[], seconds: number): Promise<SteadyResul
   const endTerms = await Promise.all(clusters.map((c) => c.maxTerm()));
   return clusters.map((_, i) => {
     const s = steadyStats(samples[i]);
-    return { elections: Number(endTerms[i] - startTerms[i]), leaderChanges: changes[i], longestGapMs: s.longestGapMs, maxLatencyMs: s.maxLatencyMs, failedWrites: s.failed };
+    return { terms: [Number(startTerms[i]), Number(endTerms[i])], elections: Number(endTerms[i] - startTerms[i]), leaderChanges: changes[i], longestGapMs: s.longestGapMs, maxLatencyMs: s.maxLatencyMs, failedWrites: s.failed };
   });
 }
 
 /** Power-cut the leader while a client writes through a surviving member; restart it afterwards. */
-async function failover(c: Cluster): Promise<GapReport> {
+async function failover(c: Cluster): Promise<GapReport & { terms: [number, number] }> {
   const li = await c.waitLeader();
+  const term0 = Number(await c.maxTerm());
   const leader = c.members[li];
   const via = c.members[(li + 1) % c.members.length];
   const w = new Writer(via.client, INTERVAL_MS, 2000);
@@ -291,11 +294,12 @@ async function failover(c: Cluster): Promise<GapReport> {
   const samples = await w.stop();
   const r = analyzeGap(samples, cut);
   if (!w.okSince(cut)) r.firstWriteAfterMs = NaN;
+  const term1 = Number(await c.maxTerm());
   await c.powerOn(leader);
   await c.waitLeader(60_000, true);
   // let the restarted member catch up and settle before the next trial
   await sleep(Math.max(2000, 2 * c.tuning.electionTimeoutMs));
-  return r;
+  return { ...r, terms: [term0, term1] };
 }
 
 /* ------------------------------------------------------------------ main */
@@ -347,14 +351,14 @@ async function main(): Promise<void> {
         console.error(`[${new Date().toISOString()}] etcd ${version} ${load}: ${WINDOW_S} s without fault (load average ${os.loadavg()[0].toFixed(1)})`);
         const st = await steady(clusters, WINDOW_S);
         for (const [i, c] of clusters.entries())
-          console.error(`  ${version} ${tuningLabel(c.tuning)} ${load}: ${st[i].elections} elections, ${st[i].leaderChanges} leader changes, slowest write ${st[i].maxLatencyMs} ms, ${st[i].failedWrites} failed writes in ${WINDOW_S} s`);
+          console.error(`  ${version} ${tuningLabel(c.tuning)} ${load}: ${st[i].elections} elections (raft term ${st[i].terms[0]} → ${st[i].terms[1]}), ${st[i].leaderChanges} leader changes, slowest write ${st[i].maxLatencyMs} ms, ${st[i].failedWrites} failed writes in ${WINDOW_S} s`);
         for (const [i, c] of clusters.entries()) {
           const row: Row = { etcd: version, tuning: tuningLabel(c.tuning), load, firstWriteMs: [], longestGapMs: [], steady: st[i] };
           for (let t = 0; t < TRIALS; t++) {
             const r = await failover(c);
             row.firstWriteMs.push(r.firstWriteAfterMs);
             row.longestGapMs.push(r.longestGapMs);
-            console.error(`  ${version} ${row.tuning} ${load} trial ${t + 1}: first write ${r.firstWriteAfterMs} ms, longest gap ${r.longestGapMs} ms (${r.failed}/${r.sent} writes failed; load average ${os.loadavg()[0].toFixed(1)})`);
+            console.error(`  ${version} ${row.tuning} ${load} trial ${t + 1}: first write ${r.firstWriteAfterMs} ms, longest gap ${r.longestGapMs} ms, raft term ${r.terms[0]} → ${r.terms[1]} (${r.failed}/${r.sent} writes failed; load average ${os.loadavg()[0].toFixed(1)})`);
           }
           rows.push(row);
         }

@@ -124,7 +124,7 @@ describe("EtcdCluster in the dev stack", async () => {
       expect(stagedFile(script, "peer.crt")).toBe(r.byName(`etcd-peer-${h}-cert`).outputs.certPem);
       expect(stagedFile(script, "ca.crt")).toBe(r.byName("pki-etcd-ca-cert").outputs.certPem);
       const unit = stagedFile(script, "etcd.service");
-      expect(unit).toContain("ExecStart=/usr/bin/etcd --config-file=/etc/etcd/etcd.conf.yml"); // dev: source apt
+      expect(unit).toContain("ExecStart=/usr/local/bin/etcd --config-file=/etc/etcd/etcd.conf.yml"); // dev: source download (the lab site's mirror)
     }
   });
 

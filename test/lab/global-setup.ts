@@ -18,6 +18,12 @@ export const LAB_SUITE_PACKAGES = [
   "openssh-client=ssh into the hosts",
   "util-linux=nsenter (lab exec), flock (the lab lock)",
   "iputils-ping=smoke.sh",
+  // the air-gapped site's toolchain (test/lab/toolchain/build.sh; lab up builds it when missing)
+  "libseccomp-dev=runc's seccomp support (toolchain)",
+  "pkg-config=finding libseccomp for runc",
+  "gcc=cgo (runc) and the static pause binary",
+  "dpkg-dev=dpkg-scanpackages for the site's apt repository",
+  "gpg=signing the site's apt repository",
 ];
 
 export default function setup(): void {

@@ -12,8 +12,13 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import * as os from "node:os";
+import { CP_STDIN } from "../../components/controlplane/render";
+import { WORKER_STDIN } from "../../components/workers/render";
+import { command, stdinItems } from "../harness/fixtures";
+import { readStackFile, runProgram, TEST_SSH_KEY } from "../harness/program";
 import type { SshTarget } from "../harness/ssh";
-import { connections, labRun, onHost, onHostOk } from "./labctl";
+import { connections, onHost, onHostOk } from "./labctl";
 
 const HERE = __dirname;
 const STACK = path.join(HERE, "site-stack.yaml");
@@ -66,6 +71,37 @@ describe("the lab as an air-gapped site", () => {
     expect(JSON.parse(kubectl).clientVersion.gitVersion).toBe(`v${KV}`);
     for (const b of ["kubelet", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"]) {
       expect(execFileSync(path.join(TOOLCHAIN, "bin", b), ["--version"], { encoding: "utf8" }).trim()).toBe(`Kubernetes v${KV}`);
+    }
+  });
+
+  it("the real kubeadm accepts every kubeadm document the program renders for the dev stack, and names its images", async () => {
+    const run = await runProgram({ ...readStackFile("Pulumi.dev.yaml"), sshPrivateKey: TEST_SSH_KEY });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-kubeadm-"));
+    const kubeadm = path.join(TOOLCHAIN, "bin", "kubeadm");
+    const docs: [string, string][] = [
+      ["init cp1", stdinItems(command(run.harness, "controlplane-kubeadm-cp1"))[CP_STDIN.initConfig]],
+      ["join cp2", stdinItems(command(run.harness, "controlplane-kubeadm-cp2"))[CP_STDIN.joinConfig]],
+      ["join worker1", stdinItems(command(run.harness, "workers-join-worker1"))[WORKER_STDIN.joinConfig]],
+    ];
+    try {
+      for (const [what, text] of docs) {
+        expect(text, what).toContain("kubeadm.k8s.io/v1beta4");
+        const f = path.join(dir, `${what.replace(/ /g, "-")}.yaml`);
+        fs.writeFileSync(f, text, { mode: 0o600 });
+        const out = execFileSync(kubeadm, ["config", "validate", "--config", f], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+        expect(out, what).toMatch(/ok/);
+      }
+      // the images kubeadm will pull for this configuration are exactly the ones the site serves
+      const list = execFileSync(kubeadm, ["config", "images", "list", "--config", path.join(dir, "init-cp1.yaml")], { encoding: "utf8" }).trim().split("\n");
+      const served = new Set(images().map((i) => i.ref));
+      expect(list.length).toBeGreaterThanOrEqual(6);
+      for (const ref of list) expect(served, `kubeadm wants ${ref}`).toContain(ref);
+      // and a broken document is refused (the check can fail)
+      const bad = path.join(dir, "bad.yaml");
+      fs.writeFileSync(bad, docs[0][1].replace("kind: ClusterConfiguration", "kind: ClusterConfiguration\nnoSuchField: 1"));
+      expect(() => execFileSync(kubeadm, ["config", "validate", "--config", bad], { stdio: "pipe" })).toThrow();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 

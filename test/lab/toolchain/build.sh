@@ -44,6 +44,7 @@ if [ -f "$OUT/.complete" ]; then
   exit 0
 fi
 
+command -v go >/dev/null || [ ! -x /usr/local/go/bin/go ] || PATH=$PATH:/usr/local/go/bin
 command -v go >/dev/null || { echo "toolchain: go is not installed (the lab builds its toolchain from the Go module proxy)" >&2; exit 1; }
 mkdir -p "$OUT"/{bin,cni,mirror,images,logs,.done} "$WORK"
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local
