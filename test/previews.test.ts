@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { secretValues } from "./harness/fixtures";
-import { computePreview, SECRET_PROPERTIES, programCopyWith, type Preview, type PreviewInput } from "./harness/previews";
+import { compare, computePreview, SECRET_PROPERTIES, programCopyWith, type Preview, type PreviewInput } from "./harness/previews";
 import { readStackFile, ROOT, runProgram, TEST_SSH_KEY, type RunResult, type StackConfig } from "./harness/program";
 
 const WRITE = process.env.HAKUBE_WRITE_PREVIEWS === "1";
@@ -134,5 +134,22 @@ describe("README shows one preview", () => {
     expect(lb1).toContain("+    timeout client 2h");
     expect(codeBlocks(readme)).toContain(lb1);
     expect(readme).toContain("not captured from\n`pulumi preview`");
+  });
+});
+
+describe("rotating the SSH key (docs/operations.md)", () => {
+  it("changes only every command's secret connection: no script, no other resource", async () => {
+    const before = await baseline();
+    const rotated = `${TEST_SSH_KEY.trim()}-ROTATED\n`;
+    const after = await runProgram({ ...base(), sshPrivateKey: rotated }, { state: before.harness.state });
+    if (after.error) throw after.error;
+    const changes = compare(before, after);
+    expect(changes.length).toBe(before.harness.commands().length);
+    for (const c of changes) {
+      expect(c.type, c.name).toBe("command:remote:Command");
+      expect(c.op, c.name).toBe("update");
+      expect(c.properties, c.name).toEqual(["connection"]);
+      expect(c.after!.inputs.connection.privateKey).toBe(rotated);
+    }
   });
 });

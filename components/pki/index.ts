@@ -35,13 +35,21 @@ export function leafUsages(algorithm: EncryptionAlgorithm, extended: ("server_au
 }
 
 export interface LeafCertArgs {
+  /** The issuing CA (one of `ClusterPki`'s); its key is secret. */
   ca: CertPair;
+  /** Key type of the new key: `ECDSA-P256` or `RSA-2048` (RSA also gets keyEncipherment). */
   algorithm: EncryptionAlgorithm;
+  /** Subject CN (e.g. the host name, or `kube-apiserver-etcd-client`). */
   commonName: string;
+  /** Optional subject O (Kubernetes reads it as the group, e.g. `kubeadm:cluster-admins`). Default none. */
   organization?: string;
+  /** DNS SANs. Default none. */
   dnsNames?: string[];
+  /** IP SANs (IPv4/IPv6 literals). Default none. */
   ipAddresses?: string[];
+  /** Extended key usages; digitalSignature is always set. At least one. */
   usages: ("server_auth" | "client_auth")[];
+  /** Validity in hours; default `CLIENT_VALIDITY_HOURS` (1 year). `pulumi up` replaces it in its last 30 days (`EARLY_RENEWAL_HOURS`). */
   validityHours?: number;
 }
 
