@@ -13,8 +13,8 @@
 # directory and an unchanged one is reused (nothing is rebuilt: "toolchain cached").
 #   bin/      kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy
 #             etcd etcdctl etcdutl containerd containerd-shim-runc-v2 ctr runc crictl coredns
-#             flanneld install-conf registry http-server pulumi
-#   cni/      the CNI reference plugins (bridge host-local loopback portmap); cni-flannel/flannel
+#             registry http-server pulumi
+#   cni/      the CNI reference plugins (bridge host-local loopback portmap)
 #   mirror/   the file mirror's document root, laid out as the upstream URLs are
 #             (github.com/<org>/<repo>/releases/download/…, pkgs.k8s.io/core:/stable:/v1.37/deb/)
 #   images/   OCI image archives, and images.txt (name → archive)
@@ -24,7 +24,7 @@ set -Eeuo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MANIFEST=$HERE/manifest.json
 CACHE_ROOT=${HAKUBE_TOOLCHAIN_CACHE:-/var/cache/hakube-lab/toolchain}
-HASH=$(cat "$MANIFEST" "$HERE"/build.sh "$HERE"/debs.sh "$HERE"/images.sh "$HERE"/oci-image.cjs "$HERE"/flannel-manifest.cjs "$HERE"/files/* | sha256sum | cut -c1-16)
+HASH=$(cat "$MANIFEST" "$HERE"/build.sh "$HERE"/debs.sh "$HERE"/images.sh "$HERE"/oci-image.cjs "$HERE"/files/* | sha256sum | cut -c1-16)
 OUT=$CACHE_ROOT/$HASH
 WORK=$CACHE_ROOT/work
 
@@ -50,7 +50,7 @@ mkdir -p "$OUT"/{bin,cni,mirror,images,logs,.done} "$WORK"
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 ARCH=$(m arch)
 t0=$SECONDS
-STEPS=(kubernetes etcd containerd runc crictl cni coredns flannel registry pause httpserver debs mirror images pulumi)
+STEPS=(kubernetes etcd containerd runc crictl cni coredns registry pause httpserver debs mirror images pulumi)
 n=0
 current=""
 trap 'rc=$?; [ -z "$current" ] || echo "toolchain: FAILED at $current (log: $OUT/logs/$current.log; last lines below)" >&2; [ -z "$current" ] || tail -n 15 "$OUT/logs/$current.log" >&2; exit $rc' ERR
@@ -168,7 +168,7 @@ build_crictl() {
 }
 
 build_cni() {
-  local v=$(m cniPlugins.version) fv=$(m flannel.cniPluginModuleVersion) p pkgs=()
+  local v=$(m cniPlugins.version) p pkgs=()
   for p in $(m cniPlugins.plugins); do
     case $p in host-local) pkgs+=("github.com/containernetworking/plugins/plugins/ipam/$p") ;;
       portmap|bandwidth|firewall|tuning) pkgs+=("github.com/containernetworking/plugins/plugins/meta/$p") ;;
@@ -176,11 +176,6 @@ build_cni() {
   done
   gomod cni "github.com/containernetworking/plugins@v$v"
   gobuild cni "$OUT/cni" "-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=v$v" "${pkgs[@]}"
-  # the flannel CNI plugin left containernetworking/plugins for flannel-io/cni-plugin, which the
-  # proxy does not serve; the last reference-plugins release that has it is built instead
-  gomod cni-flannel "github.com/containernetworking/plugins@v$fv"
-  mkdir -p "$OUT/cni-flannel"
-  gobuild cni-flannel "$OUT/cni-flannel" "" github.com/containernetworking/plugins/plugins/meta/flannel
   prints "v$v" "$OUT/cni/bridge" version
 }
 
@@ -191,14 +186,6 @@ build_coredns() {
   prints "CoreDNS-$v" "$OUT/bin/coredns" -version
 }
 
-build_flannel() {
-  local v=$(m flannel.version) mod=github.com/flannel-io/flannel
-  gomod flannel "$mod@v$v"
-  gobuild flannel "$OUT/bin" "-X $mod/pkg/version.Version=v$v" "$mod" "$mod/cmd/install_conf"
-  mv "$OUT/bin/install_conf" "$OUT/bin/install-conf"
-  mv "$OUT/bin/flannel" "$OUT/bin/flanneld"
-  prints "v$v" "$OUT/bin/flanneld" --version
-}
 
 build_registry() {
   local v=$(m registry.version) mod=$(m registry.module)
@@ -267,13 +254,6 @@ build_mirror() {
   rtar "$tmp/crictl" crictl > "$d/crictl-v$v-linux-$ARCH.tar.gz"
   (cd "$d" && sha256sum "crictl-v$v-linux-$ARCH.tar.gz" > "crictl-v$v-linux-$ARCH.tar.gz.sha256")
 
-  # the CNI manifest: flannel's own, from its module, with three documented changes
-  # (flannel-manifest.cjs): the images of the lab's registry and the CNI spec version the
-  # flannel CNI plugin built here speaks
-  v=$(m flannel.version); d=$OUT/mirror/github.com/flannel-io/flannel/releases/download/v$v
-  mkdir -p "$d"
-  node "$HERE/flannel-manifest.cjs" "$(go mod download -json "github.com/flannel-io/flannel@v$v" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).Dir))')/Documentation/kube-flannel.yml" \
-    "$(m lab.registry)" "$(m flannel.version)" "$(m flannel.cniPluginModuleVersion)" > "$d/kube-flannel.yml"
   chmod -R u+w,go+r "$OUT/mirror"
 }
 
@@ -285,16 +265,15 @@ for s in "${STEPS[@]}"; do
     containerd) step containerd "github.com/containerd/containerd/v2 v$(m containerd.version)" ;;
     runc) step runc "github.com/opencontainers/runc v$(m runc.version) (cgo, seccomp)" ;;
     crictl) step crictl "sigs.k8s.io/cri-tools v$(m criTools.version)" ;;
-    cni) step cni "github.com/containernetworking/plugins v$(m cniPlugins.version) + flannel plugin v$(m flannel.cniPluginModuleVersion)" ;;
+    cni) step cni "github.com/containernetworking/plugins v$(m cniPlugins.version)" ;;
     coredns) step coredns "github.com/coredns/coredns v$(m coredns.version)" ;;
-    flannel) step flannel "github.com/flannel-io/flannel v$(m flannel.version)" ;;
     registry) step registry "$(m registry.module) v$(m registry.version)" ;;
     httpserver) step httpserver "the lab's test image program (standard library)" ;;
     pause) step pause "pause $(m pause.version) (gcc, static)" ;;
     pulumi) step pulumi "github.com/pulumi/pulumi/pkg/v3 v$(m pulumi.version): the pulumi CLI" ;;
     debs) step debs "kubeadm/kubelet/kubectl/cri-tools/kubernetes-cni .debs, signed apt repository" ;;
     mirror) step mirror "release archives in their upstream layout, sha256 files" ;;
-    images) step images "OCI images (kubeadm's list, flannel, test image)" ;;
+    images) step images "OCI images (kubeadm's list, test image)" ;;
   esac
 done
 touch "$OUT/.complete"

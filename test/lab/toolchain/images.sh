@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # The lab's container images as OCI image layouts in $OUT/images/<name>/, and images.txt mapping
 # each to the reference it is pushed as: exactly the names and tags `kubeadm config images list`
-# prints for the lab's image repository, flannel's two images as the lab's CNI manifest names them,
-# and the test image. Called by build.sh with OUT and MANIFEST set.
+# prints for the lab's image repository and the test image. Called by build.sh with OUT and MANIFEST set.
 #
 # Layers are reproducible tars (sorted, mtime 0, root-owned), so the same binaries give the same
-# digests. Static Go programs sit alone in their layer; kube-proxy and flannel need iptables,
+# digests. Static Go programs sit alone in their layer; kube-proxy needs iptables,
 # nftables and iproute2, which come from a minimal Debian layer (mmdebstrap, SOURCE_DATE_EPOCH=0;
 # its digest follows the Debian packages of the day it was built).
 set -Eeuo pipefail
@@ -59,10 +58,6 @@ binlayer pause "pause:$OUT/bin/pause"
 image pause "$REPO/pause:$(m pause.version)" --layer "$L/pause.tar" --entrypoint '["/pause"]' --user 65535:65535
 binlayer etcd "usr/local/bin/etcd:$OUT/bin/etcd" "usr/local/bin/etcdctl:$OUT/bin/etcdctl" "usr/local/bin/etcdutl:$OUT/bin/etcdutl"
 image etcd "$REPO/etcd:$(m etcd.version)-0" --layer "$L/etcd.tar" --entrypoint '["/usr/local/bin/etcd"]'
-binlayer flannel "opt/bin/flanneld:$OUT/bin/flanneld" "opt/bin/install-conf:$OUT/bin/install-conf"
-image flannel "$REG/flannel-io/flannel:v$(m flannel.version)" --layer "$L/debian-netfilter.tar" --layer "$L/flannel.tar" --entrypoint '["/opt/bin/flanneld"]'
-binlayer flannel-cni-plugin "flannel:$OUT/cni-flannel/flannel"
-image flannel-cni-plugin "$REG/hakube-lab/flannel-cni-plugin:v$(m flannel.cniPluginModuleVersion)" --layer "$L/debian-netfilter.tar" --layer "$L/flannel-cni-plugin.tar"
 binlayer http-server "http-server:$OUT/bin/http-server"
 image http-server "$REG/hakube-lab/http-server:1.0" --layer "$L/http-server.tar" --entrypoint '["/http-server"]' --user 65534:65534
 
