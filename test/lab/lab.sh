@@ -360,7 +360,7 @@ while :; do
   rc=0
   systemd-nspawn -q -D "$d" -M "$m" --hostname="$hn" --network-bridge="$BR" \
     --register=no --keep-unit --resolv-conf=off --link-journal=no --console=passive \
-    --capability=all --system-call-filter="@keyring bpf" $boot || rc=$?
+    --capability=all --system-call-filter="@keyring bpf" --kill-signal=SIGRTMIN+3 $boot || rc=$?
   echo "[hk-launcher] $(date -Is) nspawn exited rc=$rc"
   [ "$rc" -eq 133 ] || exit "$rc"
 done

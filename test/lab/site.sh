@@ -33,7 +33,8 @@ start() {  # NAME CMD…: detached, logged, pid + start time recorded
   local n=$1 pid; shift
   alive "$n" >/dev/null && return 0
   mkdir -p "$RUN" "$LABDIR/logs"
-  setsid "$@" >> "$LABDIR/logs/site-$n.log" 2>&1 < /dev/null &
+  # fd 9 is lab.sh's lock: a service must not hold it (or every later lab command waits)
+  setsid "$@" >> "$LABDIR/logs/site-$n.log" 2>&1 < /dev/null 9>&- &
   pid=$!
   echo "$pid $(proc_start "$pid")" > "$RUN/site-$n.pid"
 }
@@ -66,11 +67,12 @@ log: { level: warn, accesslog: { disabled: true } }
 storage: { filesystem: { rootdirectory: $LABDIR/registry }, delete: { enabled: false } }
 http: { addr: "$GW:$REGISTRY_PORT" }
 EOF
-    start registry "$TOOLCHAIN/bin/registry" serve "$RUN/registry.yml"
+    # (no OpenTelemetry exporter: it would dial localhost:4318 forever)
+    start registry env OTEL_TRACES_EXPORTER=none "$TOOLCHAIN/bin/registry" serve "$RUN/registry.yml"
     wait_http "http://$GW:$REGISTRY_PORT/v2/" || die "the registry did not start (log: $LABDIR/logs/site-registry.log)"
     n=0
     while read -r name ref digest; do
-      have=$(curl -fsI -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://${ref%%/*}/v2/$(echo "${ref#*/}" | sed 's/:\([^:]*\)$/\/manifests\/\1/')" 2>/dev/null | awk 'tolower($1) == "docker-content-digest:" { print $2 }' | tr -d '\r')
+      have=$(curl -fsI -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://${ref%%/*}/v2/$(echo "${ref#*/}" | sed 's/:\([^:]*\)$/\/manifests\/\1/')" 2>/dev/null | awk 'tolower($1) == "docker-content-digest:" { print $2 }' | tr -d '\r' || true)
       [ "$have" = "$digest" ] && continue
       node "$SRC/toolchain/oci-image.cjs" push "$TOOLCHAIN/images/$name" "$ref" --plain-http >/dev/null || die "cannot push $ref"
       n=$((n + 1))
