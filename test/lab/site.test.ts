@@ -30,7 +30,9 @@ const KV: string = MANIFEST.kubernetes.version;
 const MINOR = KV.split(".").slice(0, 2).join(".");
 const APT_REPO = `${MIRROR}/pkgs.k8s.io/core:/stable:/v${MINOR}/deb/`;
 const KEEP = process.env.HAKUBE_LAB_KEEP === "1";
-const env = { ...process.env, HAKUBE_LAB_STACK: STACK };
+// containerd's content store opens files with O_SYNC, which nspawn's suppress-sync filter refuses
+// (EINVAL: "create tmp file … startedat.tmp: invalid argument"): container hosts keep real syncs
+const env = { ...process.env, HAKUBE_LAB_STACK: STACK, HAKUBE_LAB_SUPPRESS_SYNC: "0" };
 
 interface Image { name: string; ref: string; digest: string }
 const images = (): Image[] =>
@@ -113,10 +115,12 @@ describe("the lab as an air-gapped site", () => {
       echo 'deb ${APT_REPO} /' > /etc/apt/sources.list.d/k8s-unsigned.list
       if apt-get -q -o Dir::Etc::sourcelist=/etc/apt/sources.list.d/k8s-unsigned.list -o Dir::Etc::sourceparts=- update 2>&1 | grep -q 'NO_PUBKEY\\|not signed\\|is not signed'; then echo UNSIGNED-REFUSED; fi
       rm -f /etc/apt/sources.list.d/k8s-unsigned.list
-      curl -fsSL '${APT_REPO}Release.key' | gpg --batch --yes --dearmor -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
-      echo 'deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] ${APT_REPO} /' > /etc/apt/sources.list.d/kubernetes.list
+      # (an ASCII-armored key in signed-by: apt >= 2.4 reads .asc files; the bare host has no gpg)
+      curl -fsSL -o /etc/apt/keyrings/kubernetes-apt-keyring.asc '${APT_REPO}Release.key'
+      echo 'deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.asc] ${APT_REPO} /' > /etc/apt/sources.list.d/kubernetes.list
       apt-get -q -o Dir::Etc::sourcelist=/etc/apt/sources.list.d/kubernetes.list -o Dir::Etc::sourceparts=- update >/dev/null
       apt-cache madison kubeadm
+      apt-get -q update >/dev/null   # with Debian's lists too: kubelet depends on iptables, ethtool, …
       apt-get -q -y --no-install-recommends install kubeadm=${KV}-* kubelet=${KV}-* kubectl=${KV}-* >/dev/null
       kubeadm version -o short
       dpkg-query -W -f='\${Package} \${Version}\\n' kubeadm kubelet kubectl cri-tools kubernetes-cni
@@ -172,6 +176,7 @@ describe("the lab as an air-gapped site", () => {
       d=$(mktemp -d); cd "$d"
       curl -fsSL ${gh}/containerd/containerd/releases/download/v${containerd.version}/containerd-${containerd.version}-linux-${arch}.tar.gz | tar -xz -C /usr/local
       curl -fsSL -o /usr/local/sbin/runc ${gh}/opencontainers/runc/releases/download/v${runc.version}/runc.${arch}; chmod 0755 /usr/local/sbin/runc
+      curl -fsSL ${gh}/kubernetes-sigs/cri-tools/releases/download/v${MANIFEST.criTools.version}/crictl-v${MANIFEST.criTools.version}-linux-${arch}.tar.gz | tar -xz -C /usr/local/bin
       mkdir -p /etc/containerd/certs.d/${REGISTRY}
       printf 'server = "http://${REGISTRY}"\\n\\n[host."http://${REGISTRY}"]\\n  capabilities = ["pull", "resolve"]\\n' > /etc/containerd/certs.d/${REGISTRY}/hosts.toml
       cat > /etc/containerd/config.toml <<'EOF'
