@@ -15,7 +15,7 @@ set -Eeuo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LABDIR=${HAKUBE_LAB_DIR:-/var/lib/hakube-lab}
 GW=${GW:-10.123.0.1}
-RUN=$LABDIR/run
+RUN=$LABDIR/run/site          # not run/*.pid: lab.sh reads those as hosts
 MIRROR_PORT=8080
 REGISTRY_PORT=5000
 TOOLCHAIN=$("$SRC/toolchain/build.sh" --path)
