@@ -759,7 +759,7 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
   if (cni && cni.plugin === "none" && cni.manifestUrl) p.add(["cni", "manifestUrl"], `has no effect with plugin "none"`);
   if (etcd?.version !== undefined && semver.lt(etcd.version, MIN_EXTERNAL_ETCD_VERSION))
     warnings.push(
-      `hakube:etcd.version: ${etcd.version} is older than ${MIN_EXTERNAL_ETCD_VERSION}, the oldest external etcd kubeadm accepts: kubeadm init will refuse it (fine for an etcd-only lab)`,
+      `hakube:etcd.version: ${etcd.version} is older than ${MIN_EXTERNAL_ETCD_VERSION}, the oldest external etcd kubeadm accepts: kubeadm init will refuse it (fine for an etcd-only cluster)`,
     );
   if (cni && cni.plugin === "cilium" && !cni.manifestUrl)
     p.add(["cni", "manifestUrl"], `is required with plugin "cilium" (Cilium publishes no plain manifest): render one with \`helm template cilium cilium/cilium --version ${CNI_CILIUM} --namespace kube-system --set ipam.mode=kubernetes\` and host it (see docs/kubernetes.md)`);

@@ -9,6 +9,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { performance } from "node:perf_hooks";
+import { pbBytes, pbFields, type PbField } from "../harness/protobuf";
 
 export interface ClientTls {
   caPem: string;
@@ -174,51 +175,3 @@ export function steadyStats(samples: WriteSample[]): { longestGapMs: number; max
   };
 }
 
-/* ------------------------------------------------------------------ protobuf (the few bits needed) */
-
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n > 127) {
-    out.push((n & 127) | 128);
-    n >>>= 7;
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
-function pbBytes(field: number, s: string): Buffer {
-  const b = Buffer.from(s, "utf8");
-  return Buffer.concat([varint((field << 3) | 2), varint(b.length), b]);
-}
-interface PbField {
-  field: number;
-  data?: Buffer;
-  varint?: bigint;
-}
-function pbFields(buf: Buffer): PbField[] {
-  const out: PbField[] = [];
-  let i = 0;
-  const read = (): bigint => {
-    let v = 0n;
-    let shift = 0n;
-    for (;;) {
-      const b = buf[i++];
-      v |= BigInt(b & 127) << shift;
-      if (b < 128) return v;
-      shift += 7n;
-    }
-  };
-  while (i < buf.length) {
-    const tag = Number(read());
-    const wire = tag & 7;
-    const field = tag >>> 3;
-    if (wire === 0) out.push({ field, varint: read() });
-    else if (wire === 1) i += 8;
-    else if (wire === 5) i += 4;
-    else if (wire === 2) {
-      const len = Number(read());
-      out.push({ field, data: buf.subarray(i, i + len) });
-      i += len;
-    } else throw new Error(`protobuf: wire type ${wire} not supported`);
-  }
-  return out;
-}

@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { sshExec, type ExecResult, type SshTarget } from "../harness/ssh";
+import { pbBytes, pbBytesFields } from "../harness/protobuf";
 
 export const LAB_DIR = process.env.HAKUBE_LAB_DIR ?? "/var/lib/hakube-lab";
 export const LAB_SH = path.join(__dirname, "lab.sh");
@@ -387,55 +388,13 @@ export class EtcdKv {
   /** Serializable read: this member's own copy, no round trip to the leader. */
   async getLocal(key: string, timeoutMs = 3000): Promise<string | undefined> {
     const res = await this.call("Range", Buffer.concat([pbBytes(1, key), Buffer.from([7 << 3, 1])]), timeoutMs);
-    const kv = pbFields(res).find((f) => f.field === 2);
-    const value = kv && pbFields(kv.data).find((f) => f.field === 5);
+    const kv = pbBytesFields(res).find((f) => f.field === 2);
+    const value = kv && pbBytesFields(kv.data).find((f) => f.field === 5);
     return value ? value.data.toString("utf8") : kv ? "" : undefined;
   }
   close(): void {
     this.client.close();
   }
-}
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n > 127) {
-    out.push((n & 127) | 128);
-    n >>>= 7;
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
-/** A length-delimited protobuf field. */
-function pbBytes(field: number, s: string): Buffer {
-  const b = Buffer.from(s, "utf8");
-  return Buffer.concat([varint((field << 3) | 2), varint(b.length), b]);
-}
-/** The length-delimited fields of a protobuf message (other wire types skipped). */
-function pbFields(buf: Buffer): { field: number; data: Buffer }[] {
-  const out: { field: number; data: Buffer }[] = [];
-  let i = 0;
-  const read = () => {
-    let v = 0;
-    let shift = 0;
-    for (;;) {
-      const b = buf[i++];
-      v += (b & 127) * 2 ** shift;
-      if (b < 128) return v;
-      shift += 7;
-    }
-  };
-  while (i < buf.length) {
-    const tag = read();
-    const wire = tag & 7;
-    if (wire === 0) read();
-    else if (wire === 1) i += 8;
-    else if (wire === 5) i += 4;
-    else if (wire === 2) {
-      const len = read();
-      out.push({ field: Math.floor(tag / 8), data: buf.subarray(i, i + len) });
-      i += len;
-    } else throw new Error(`protobuf: wire type ${wire} not supported`);
-  }
-  return out;
 }
 
 export function percentile(values: number[], p: number): number {
