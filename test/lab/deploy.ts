@@ -4,7 +4,7 @@
  * (host keys verified). The stack's state (what `pulumi up` would keep) is persisted in the lab
  * directory, so a second deploy with the same config runs nothing — as an unchanged `pulumi up`.
  *
- *   npx tsx test/lab/deploy.ts [--engine nginx] [--components hosts,etcd,lb] [--fresh]
+ *   npx tsx test/lab/deploy.ts [--engine nginx] [--components hosts,etcd,lb] [--set hakube:key=<JSON>]… [--fresh]
  *   (or `sudo npm run lab -- deploy`, which boots the lab first and uses `pulumi up` when the CLI is installed)
  */
 import { createHash } from "node:crypto";
@@ -270,6 +270,14 @@ async function main() {
     const base = readStackFile("Pulumi.dev.yaml")["hakube:loadBalancer"] as object;
     overrides["hakube:loadBalancer"] = { ...base, engine };
   }
+  // --set hakube:key=<JSON>, repeatable: a stack config value on top of Pulumi.dev.yaml (as `pulumi config set --path`)
+  args.forEach((a, i) => {
+    if (a !== "--set") return;
+    const kv = args[i + 1] ?? "";
+    const eq = kv.indexOf("=");
+    if (eq < 1) throw new Error(`--set wants key=<JSON>, got ${kv}`);
+    overrides[kv.slice(0, eq)] = JSON.parse(kv.slice(eq + 1));
+  });
   const components = flag("--components")?.split(",");
   console.log(
     `hakube lab deploy: the realizing harness stands in for the Pulumi engine; executed for real: ${(components ?? DEFAULT_COMPONENTS).join(", ")} (other components' commands are recorded only)`,
