@@ -100,6 +100,13 @@ const BAD: Bad[] = [
   { what: "typo in containerd", config: haConfig({ kubernetes: { containerd: { runcVersoin: "1.5.1" } } }), expect: ['hakube:kubernetes.containerd.runcVersoin: unknown key (did you mean "runcVersion"?)'] },
   { what: "bootstrap token TTL not a duration", config: haConfig({ kubernetes: { bootstrapTokenTtl: "1d" } }), expect: ['hakube:kubernetes.bootstrapTokenTtl: "1d" is not a duration'] },
   { what: "cilium without manifestUrl", config: haConfig({ cni: { plugin: "cilium" } }), expect: ["hakube:cni.manifestUrl: is required with plugin \"cilium\""] },
+  { what: "cni image with a tag in its name", config: haConfig({ cni: { plugin: "flannel", images: [{ name: "ghcr.io/flannel-io/flannel:v0.28.10", newName: "mirror.example.com/flannel" }] } }), expect: ['hakube:cni.images[0].name: "ghcr.io/flannel-io/flannel:v0.28.10" is not an image name'] },
+  { what: "cni image that renames nothing", config: haConfig({ cni: { plugin: "flannel", images: [{ name: "ghcr.io/flannel-io/flannel" }] } }), expect: ["hakube:cni.images[0]: renames nothing"] },
+  { what: "cni image with newTag and digest", config: haConfig({ cni: { plugin: "flannel", images: [{ name: "ghcr.io/flannel-io/flannel", newTag: "v1", digest: "sha256:" + "a".repeat(64) }] } }), expect: ["hakube:cni.images[0].digest: give newTag or digest, not both"] },
+  { what: "cni image renamed twice", config: haConfig({ cni: { plugin: "flannel", images: [{ name: "docker.io/x/y", newTag: "1" }, { name: "docker.io/x/y", newTag: "2" }] } }), expect: ['hakube:cni.images[1].name: "docker.io/x/y" is renamed twice (also at cni.images[0])'] },
+  { what: "cni patch without kind and metadata.name", config: haConfig({ cni: { plugin: "flannel", patches: [{ target: { kind: "ConfigMap", name: "kube-flannel-cfg" }, patch: { apiVersion: "v1", data: {} } }] } }), expect: ["hakube:cni.patches[0].patch.kind: is required", "hakube:cni.patches[0].patch.metadata.name: is required"] },
+  { what: "cni patch target kind not a kind", config: haConfig({ cni: { plugin: "flannel", patches: [{ target: { kind: "configmap", name: "x" }, patch: { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x" } } }] } }), expect: ['hakube:cni.patches[0].target.kind: "configmap" is not a kind'] },
+  { what: "cni images with plugin none", config: haConfig({ cni: { plugin: "none", images: [{ name: "docker.io/x/y", newTag: "1" }] } }), expect: ['hakube:cni.images: has no effect with plugin "none"'] },
   { what: "node-role label the kubelet may not set", config: withHost(8, { labels: { "node-role.kubernetes.io/worker": "" } }), expect: ['hakube:hosts[8].labels["node-role.kubernetes.io/worker"]: the kubelet may not set labels'] },
 ];
 

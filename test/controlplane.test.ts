@@ -283,9 +283,9 @@ describe("CNI", () => {
     expect(s).toContain("kc apply --server-side --force-conflicts --field-manager=hakube");
     expect(s).not.toMatch(/\bsed\b/);
   });
-  it("flannel: pinned v0.28.9 release asset, net-conf.json Network = podSubnet", async () => {
+  it("flannel: pinned v0.28.10 release asset, net-conf.json Network = podSubnet", async () => {
     const s = innerScript((await cni({ plugin: "flannel" }))!.inputs.create);
-    expect(s).toContain("https://github.com/flannel-io/flannel/releases/download/v0.28.9/kube-flannel.yml");
+    expect(s).toContain("https://github.com/flannel-io/flannel/releases/download/v0.28.10/kube-flannel.yml");
     const p = parse(kustomization(s).patches[0].patch);
     expect(p.metadata).toEqual({ name: "kube-flannel-cfg", namespace: "kube-flannel" });
     expect(JSON.parse(p.data["net-conf.json"])).toEqual({ Network: "10.244.0.0/16", EnableNFTables: false, Backend: { Type: "vxlan" } });
@@ -299,6 +299,15 @@ describe("CNI", () => {
     const s = innerScript((await cni({ plugin: "calico", manifestUrl: "https://mirror.example.com/calico.yaml" }))!.inputs.create);
     expect(s).toContain("https://mirror.example.com/calico.yaml");
     expect(kustomization(s).patches).toHaveLength(1);
+  });
+  it("images and patches: kustomize's own fields, the user's patches after hakube's pod-subnet patch", async () => {
+    const images = [{ name: "ghcr.io/flannel-io/flannel", newName: "mirror.example.com:5000/flannel-io/flannel" }, { name: "ghcr.io/flannel-io/flannel-cni-plugin", newName: "mirror.example.com:5000/flannel-cni-plugin", newTag: "v0.9.1" }];
+    const patch = { apiVersion: "apps/v1", kind: "DaemonSet", metadata: { name: "kube-flannel-ds", namespace: "kube-flannel" }, spec: { template: { spec: { priorityClassName: "system-cluster-critical" } } } };
+    const s = innerScript((await cni({ plugin: "flannel", images, patches: [{ target: { kind: "DaemonSet", name: "kube-flannel-ds", namespace: "kube-flannel" }, patch }] }))!.inputs.create);
+    const k = kustomization(s);
+    expect(k.images).toEqual(images);
+    expect(k.patches.map((p: { target: { name: string } }) => p.target.name)).toEqual(["kube-flannel-cfg", "kube-flannel-ds"]);
+    expect(parse(k.patches[1].patch)).toEqual(patch);
   });
   it("none: no CNI step", async () => {
     expect(await cni({ plugin: "none" })).toBeUndefined();

@@ -143,7 +143,7 @@ export function defaultPauseTag(kubernetesVersion: string): string {
 /** Pinned CNI releases (docs/research.md §7, §11). */
 export const CNI_VERSIONS = {
   calico: "3.32.2",
-  flannel: "0.28.9",
+  flannel: "0.28.10",
   /** documentation only: Cilium ships no plain manifest, `cni.manifestUrl` is required (docs/kubernetes.md). */
   cilium: "1.20.2",
 } as const;

@@ -139,9 +139,27 @@ export interface KubernetesSpec {
   kubeProxyConfiguration?: Record<string, unknown>;
 }
 
+/** One kustomize `images:` entry: every container image `name` (without tag) in the CNI manifest is renamed and/or retagged. */
+export interface CniImage {
+  name: string;
+  newName?: string;
+  newTag?: string;
+  digest?: string;
+}
+
+/** One kustomize strategic-merge patch of the CNI manifest, applied after hakube's own (pod subnet) patch. */
+export interface CniPatch {
+  target: { group?: string; version?: string; kind: string; name: string; namespace?: string };
+  patch: Record<string, unknown>;
+}
+
 export interface CniSpec {
   plugin: "calico" | "flannel" | "cilium" | "none";
   manifestUrl?: string;
+  /** Image renames for a mirrored registry (kustomize `images:`), in the order given. */
+  images?: CniImage[];
+  /** Further strategic-merge patches of the manifest (kustomize `patches:`), after hakube's. */
+  patches?: CniPatch[];
 }
 
 export interface ClusterSpec {
@@ -560,9 +578,45 @@ const KubernetesSchema = z.strictObject({
   kubeProxyConfiguration: componentPatch("KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1)", KUBE_PROXY_CONFIGURATION_FIELDS, KUBE_PROXY_OWNED).optional(),
 });
 
+/** An image name without tag or digest: [host[:port]/]path, as a manifest's `image:` fields name it. */
+const imageName = str("an image name").superRefine((v, ctx) => {
+  const parts = v.split("/");
+  const host = parts.length > 1 && /[.:]|^localhost$/.test(parts[0]) ? parts.shift()! : undefined;
+  const hostOk = host === undefined || registryNamespaceProblem(host) === undefined;
+  const pathOk = parts.length > 0 && parts.every((c) => /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/.test(c));
+  if (!hostOk || !pathOk) ctx.addIssue({ code: "custom", input: v, message: `${show(v)} is not an image name like ghcr.io/flannel-io/flannel (no tag; host[:port] and lower-case path components)` });
+});
+const imageTag = str("an image tag").regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, { error: (i) => `${show(i.input)} is not an image tag` });
+const imageDigest = str("an image digest").regex(/^sha256:[0-9a-f]{64}$/, { error: (i) => `${show(i.input)} is not a digest like sha256:<64 hex digits>` });
+const CniImageSchema = z
+  .strictObject({ name: imageName, newName: imageName.optional(), newTag: imageTag.optional(), digest: imageDigest.optional() })
+  .superRefine((v, ctx) => {
+    if (v.newName === undefined && v.newTag === undefined && v.digest === undefined)
+      ctx.addIssue({ code: "custom", input: v, message: `renames nothing: give newName, newTag or digest` });
+    if (v.newTag !== undefined && v.digest !== undefined) ctx.addIssue({ code: "custom", path: ["digest"], input: v, message: `give newTag or digest, not both` });
+  });
+const k8sName = str("a Kubernetes object name").regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, { error: (i) => `${show(i.input)} is not a Kubernetes object name` });
+const CniPatchSchema = z.strictObject({
+  target: z.strictObject({
+    group: str("an API group").optional(),
+    version: str("an API version").optional(),
+    kind: str("a kind").regex(/^[A-Z][A-Za-z0-9]*$/, { error: (i) => `${show(i.input)} is not a kind like ConfigMap` }),
+    name: k8sName,
+    namespace: k8sName.optional(),
+  }),
+  patch: z.record(z.string(), z.unknown(), { error: (i) => `expected a strategic-merge patch object (apiVersion, kind, metadata, …), got ${show(i.input)}` }).superRefine((v, ctx) => {
+    for (const k of ["apiVersion", "kind"] as const)
+      if (typeof v[k] !== "string") ctx.addIssue({ code: "custom", path: [k], input: v[k], message: `is required in a strategic-merge patch (kustomize needs it to find the object's schema)` });
+    const md = v.metadata as Record<string, unknown> | undefined;
+    if (typeof md !== "object" || md === null || typeof md.name !== "string") ctx.addIssue({ code: "custom", path: ["metadata", "name"], input: md, message: `is required in a strategic-merge patch` });
+  }),
+});
+
 const CniSchema = z.strictObject({
   plugin: enumOf(["calico", "flannel", "cilium", "none"]).default(DEFAULTS.cni.plugin),
   manifestUrl: url().optional(),
+  images: z.array(CniImageSchema, { error: (i) => `expected a list of { name, newName?, newTag?, digest? }, got ${show(i.input)}` }).optional(),
+  patches: z.array(CniPatchSchema, { error: (i) => `expected a list of { target: { kind, name, namespace? }, patch }, got ${show(i.input)}` }).optional(),
 });
 
 const scalarSchemas = {
@@ -756,7 +810,14 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
   if (kubernetes) checkKubernetes(p, normHosts, kubernetes, loadBalancer);
   if (kubernetes) checkContainerd(p, kubernetes, rawObject(v.kubernetes)?.containerd);
   if (kubernetes) checkNodeSettings(p, warnings, kubernetes);
-  if (cni && cni.plugin === "none" && cni.manifestUrl) p.add(["cni", "manifestUrl"], `has no effect with plugin "none"`);
+  if (cni && cni.plugin === "none") for (const k of ["manifestUrl", "images", "patches"] as const) if (cni[k] !== undefined) p.add(["cni", k], `has no effect with plugin "none"`);
+  if (cni?.images) {
+    const seen = new Map<string, number>();
+    cni.images.forEach((im, i) => {
+      if (seen.has(im.name)) p.add(["cni", "images", i, "name"], `${show(im.name)} is renamed twice (also at cni.images[${seen.get(im.name)}])`);
+      else seen.set(im.name, i);
+    });
+  }
   if (etcd?.version !== undefined && semver.lt(etcd.version, MIN_EXTERNAL_ETCD_VERSION))
     warnings.push(
       `hakube:etcd.version: ${etcd.version} is older than ${MIN_EXTERNAL_ETCD_VERSION}, the oldest external etcd kubeadm accepts: kubeadm init will refuse it (fine for an etcd-only cluster)`,

@@ -214,7 +214,7 @@ export class ControlPlane extends pulumi.ComponentResource {
       this.network = hosts.step(this, name, {
         host: first,
         step: "cni",
-        script: renderCniScript({ host: first.name, plugin: args.cni.plugin, manifestUrl: url, podSubnet: k.podSubnet }),
+        script: renderCniScript({ host: first.name, plugin: args.cni.plugin, manifestUrl: url, podSubnet: k.podSubnet, images: args.cni.images, patches: args.cni.patches }),
         dependsOn: [this.initialized],
       });
     }

@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { stringify } from "yaml";
 import { APISERVER_PORT, CNI_VERSIONS } from "../config/defaults";
-import type { CniSpec } from "../config/spec";
+import type { CniImage, CniPatch, CniSpec } from "../config/spec";
 import { ETCD_FILES, PKI_DIR } from "../node/kubeadm";
 import {
   ADMIN_KUBECONFIG,
@@ -189,8 +189,10 @@ export function defaultManifestUrl(plugin: CniSpec["plugin"]): string | undefine
  * - calico: `CALICO_IPV4POOL_CIDR` on the calico-node container (the IP pool made at first start)
  * - flannel: `net-conf.json` of ConfigMap kube-flannel-cfg (`Network` must equal the pod subnet)
  * - cilium: applied as given (render it with `ipam.mode=kubernetes`: node podCIDRs come from the pod subnet)
+ * then the user's `cni.patches` (after hakube's, so they can override it) and `cni.images` (renames for
+ * a mirrored registry), both kustomize's own fields.
  */
-export function renderKustomization(plugin: CniSpec["plugin"], podSubnet: string): string {
+export function renderKustomization(plugin: CniSpec["plugin"], podSubnet: string, extra: { images?: CniImage[]; patches?: CniPatch[] } = {}): string {
   const patches: { target: Record<string, string>; patch: string }[] = [];
   if (plugin === "calico") {
     const id = { kind: "DaemonSet", name: "calico-node", namespace: "kube-system" };
@@ -216,12 +218,15 @@ export function renderKustomization(plugin: CniSpec["plugin"], podSubnet: string
       }),
     });
   }
+  for (const u of extra.patches ?? []) patches.push({ target: { ...u.target }, patch: stringify(u.patch, { lineWidth: 0 }) });
+  const images = (extra.images ?? []).map((i) => ({ ...i }));
   return stringify(
     {
       apiVersion: "kustomize.config.k8s.io/v1beta1",
       kind: "Kustomization",
       resources: ["manifest.yaml"],
       ...(patches.length ? { patches } : {}),
+      ...(images.length ? { images } : {}),
     },
     { lineWidth: 0 },
   );
@@ -232,6 +237,8 @@ export interface CniScriptInput {
   plugin: Exclude<CniSpec["plugin"], "none">;
   manifestUrl: string;
   podSubnet: string;
+  images?: CniImage[];
+  patches?: CniPatch[];
 }
 
 export function renderCniScript(o: CniScriptInput): string {
@@ -245,7 +252,7 @@ hakube_dir ${shq(dir)} 0700 root root
 curl -fsSL --retry 3 --max-time 120 -o "$tmpd/manifest.yaml" ${shq(o.manifestUrl)} || hakube_fail "cannot download ${o.manifestUrl}"
 [ -s "$tmpd/manifest.yaml" ] || hakube_fail "${o.manifestUrl} is empty"
 hakube_put ${shq(`${dir}/manifest.yaml`)} 0600 root root < "$tmpd/manifest.yaml"
-${putFile({ path: `${dir}/kustomization.yaml`, mode: "0600", content: renderKustomization(o.plugin, o.podSubnet) })}
+${putFile({ path: `${dir}/kustomization.yaml`, mode: "0600", content: renderKustomization(o.plugin, o.podSubnet, { images: o.images, patches: o.patches }) })}
 # kustomize (built into kubectl) applies the pod-subnet patch YAML-aware; it fails when the patch target is missing
 kubectl kustomize ${shq(dir)} > "$tmpd/rendered.yaml" 2> "$tmpd/kustomize.err" \\
   || hakube_fail "kubectl kustomize ${dir} failed (is ${o.manifestUrl} a ${o.plugin} manifest?): $(tail -n 5 "$tmpd/kustomize.err")"
