@@ -15,6 +15,7 @@
 #             etcd etcdctl etcdutl containerd containerd-shim-runc-v2 ctr runc crictl coredns
 #             registry http-server pulumi
 #   cni/      the CNI reference plugins (bridge host-local loopback portmap)
+#   flannel/  flanneld, install-conf (the flannel image's programs) and the flannel CNI plugin
 #   mirror/   the file mirror's document root, laid out as the upstream URLs are
 #             (github.com/<org>/<repo>/releases/download/…, pkgs.k8s.io/core:/stable:/v1.37/deb/)
 #   images/   OCI image archives, and images.txt (name → archive)
@@ -24,7 +25,7 @@ set -Eeuo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MANIFEST=$HERE/manifest.json
 CACHE_ROOT=${HAKUBE_TOOLCHAIN_CACHE:-/var/cache/hakube-lab/toolchain}
-HASH=$(cat "$MANIFEST" "$HERE"/build.sh "$HERE"/debs.sh "$HERE"/images.sh "$HERE"/oci-image.cjs "$HERE"/files/* | sha256sum | cut -c1-16)
+HASH=$(cat "$MANIFEST" "$HERE"/build.sh "$HERE"/debs.sh "$HERE"/images.sh "$HERE"/oci-image.cjs $(find "$HERE/files" -type f | LC_ALL=C sort) | sha256sum | cut -c1-16)
 OUT=$CACHE_ROOT/$HASH
 WORK=$CACHE_ROOT/work
 
@@ -50,7 +51,7 @@ mkdir -p "$OUT"/{bin,cni,mirror,images,logs,.done} "$WORK"
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local
 ARCH=$(m arch)
 t0=$SECONDS
-STEPS=(kubernetes etcd containerd runc crictl cni coredns registry pause httpserver debs mirror images pulumi)
+STEPS=(kubernetes etcd containerd runc crictl cni coredns flannel registry pause httpserver debs mirror images pulumi)
 n=0
 current=""
 trap 'rc=$?; [ -z "$current" ] || echo "toolchain: FAILED at $current (log: $OUT/logs/$current.log; last lines below)" >&2; [ -z "$current" ] || tail -n 15 "$OUT/logs/$current.log" >&2; exit $rc' ERR
@@ -186,6 +187,27 @@ build_coredns() {
   prints "CoreDNS-$v" "$OUT/bin/coredns" -version
 }
 
+build_flannel() {
+  local v=$(m flannel.version) pm=$(m flannel.cniPluginModule) pv=$(m flannel.cniPluginVersion) mod=github.com/flannel-io/flannel
+  mkdir -p "$OUT/flannel"
+  gomod flannel "$mod@v$v"
+  # flanneld links every backend; the tencentvpc one needs an SDK module the proxy does not serve
+  (cd "$WORK/flannel" && go mod edit -replace="github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc=$HERE/files/tencentcloud-vpc-unavailable")
+  # as upstream's Makefile builds dist/flanneld: cgo (the udp backend's C proxy), static
+  CGO=1 TAGS=netgo,osusergo gobuild flannel "$OUT/flannel" "-X $mod/pkg/version.Version=v$v -extldflags -static" "$mod" "$mod/cmd/install_conf"
+  mv "$OUT/flannel/flannel" "$OUT/flannel/flanneld"; mv "$OUT/flannel/install_conf" "$OUT/flannel/install-conf"
+  prints "v$v" "$OUT/flannel/flanneld" --version
+  # the CNI plugin: its own wrapper module (flannel requires a newer containernetworking/plugins)
+  gomod flannel-cni "$pm@v$pv"
+  gobuild flannel-cni "$OUT/flannel" "-X $pm/pkg/utils/buildversion.BuildVersion=v$pv" "$pm/plugins/meta/flannel"
+  mv "$OUT/flannel/flannel" "$OUT/flannel/cni-plugin-flannel"
+  prints "plugin v$pv" "$OUT/flannel/cni-plugin-flannel"
+  # the manifest as released (the module tree holds the release's Documentation/kube-flannel.yml)
+  local src d=$OUT/mirror/github.com/flannel-io/flannel/releases/download/v$v
+  src=$(go mod download -json "$mod@v$v" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).Dir))')
+  mkdir -p "$d"; install -m 0644 "$src/Documentation/kube-flannel.yml" "$d/kube-flannel.yml"
+  grep -q "image: ghcr.io/flannel-io/flannel:v$v" "$d/kube-flannel.yml" || { echo "kube-flannel.yml does not name flannel v$v"; return 1; }
+}
 
 build_registry() {
   local v=$(m registry.version) mod=$(m registry.module)
@@ -268,6 +290,7 @@ for s in "${STEPS[@]}"; do
     crictl) step crictl "sigs.k8s.io/cri-tools v$(m criTools.version)" ;;
     cni) step cni "github.com/containernetworking/plugins v$(m cniPlugins.version)" ;;
     coredns) step coredns "github.com/coredns/coredns v$(m coredns.version)" ;;
+    flannel) step flannel "github.com/flannel-io/flannel v$(m flannel.version), its CNI plugin from $(m flannel.cniPluginModule) v$(m flannel.cniPluginVersion)" ;;
     registry) step registry "$(m registry.module) v$(m registry.version)" ;;
     httpserver) step httpserver "the lab's test image program (standard library)" ;;
     pause) step pause "pause $(m pause.version) (gcc, static)" ;;

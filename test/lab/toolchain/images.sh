@@ -58,6 +58,15 @@ binlayer pause "pause:$OUT/bin/pause"
 image pause "$REPO/pause:$(m pause.version)" --layer "$L/pause.tar" --entrypoint '["/pause"]' --user 65535:65535
 binlayer etcd "usr/local/bin/etcd:$OUT/bin/etcd" "usr/local/bin/etcdctl:$OUT/bin/etcdctl" "usr/local/bin/etcdutl:$OUT/bin/etcdutl"
 image etcd "$REPO/etcd:$(m etcd.version)-0" --layer "$L/etcd.tar" --entrypoint '["/usr/local/bin/etcd"]'
+# flannel: the programs at the paths kube-flannel.yml runs (/opt/bin/flanneld, /opt/bin/install-conf),
+# over the Debian netfilter layer (flanneld's --ip-masq runs iptables); not upstream's Alpine image,
+# so named under hakube-lab/ and mapped by the stack's cni.images
+FV=$(m flannel.version)
+binlayer flannel "opt/bin/flanneld:$OUT/flannel/flanneld" "opt/bin/install-conf:$OUT/flannel/install-conf"
+image flannel "$REG/hakube-lab/flannel:v$FV" --layer "$L/debian-netfilter.tar" --layer "$L/flannel.tar" --entrypoint '["/opt/bin/flanneld"]'
+# the CNI plugin image: /flannel, copied to the host by the manifest's init container (`cp`, from the Debian layer)
+binlayer flannel-cni-plugin "flannel:$OUT/flannel/cni-plugin-flannel"
+image flannel-cni-plugin "$REG/hakube-lab/flannel-cni-plugin:v$(m flannel.cniPluginVersion)" --layer "$L/debian-netfilter.tar" --layer "$L/flannel-cni-plugin.tar"
 binlayer http-server "http-server:$OUT/bin/http-server"
 image http-server "$REG/hakube-lab/http-server:1.0" --layer "$L/http-server.tar" --entrypoint '["/http-server"]' --user 65534:65534
 
