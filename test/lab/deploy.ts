@@ -16,8 +16,10 @@ import { sshExecutor, type Execution } from "../harness/ssh";
 import { deploySummary } from "./summary";
 
 export const LAB_DIR = process.env.HAKUBE_LAB_DIR ?? "/var/lib/hakube-lab";
-/** Components whose commands run for real in the lab (control plane and workers need the Kubernetes binaries). */
-export const DEFAULT_COMPONENTS = ["hosts", "etcd", "lb"];
+/** Components whose commands run for real in the lab: all of them (the site serves the Kubernetes toolchain). */
+export const DEFAULT_COMPONENTS = ["hosts", "pki", "etcd", "lb", "controlplane", "workers"];
+/** What the etcd/load-balancer suites (suite.ts) execute: the Kubernetes cluster has its own test (cluster.test.ts). */
+export const ETCD_LB_COMPONENTS = ["hosts", "etcd", "lb"];
 /** After a command failed: how long no command may run before the deploy is declared over. */
 const FAILURE_GRACE_MS = 2000;
 

@@ -25,7 +25,7 @@
 #   lab.sh site up|down|status   the site's file mirror (GW:8080) and registry (GW:5000); up/down
 #                            start and stop them with the hosts (HAKUBE_LAB_SITE=0: without them)
 #   lab.sh mem               memory per running host
-#   lab.sh deploy [--engine nginx] [--harness] [--components hosts,etcd,lb] [--fresh]
+#   lab.sh deploy [--engine nginx] [--harness] [--components hosts,pki,etcd,lb,controlplane,workers] [--fresh]
 #                            up (if needed), then deploy the stack file onto the hosts: `pulumi up`
 #                            of stack "lab" (backend file://$HAKUBE_LAB_DIR/pulumi, gitignored
 #                            Pulumi.lab.yaml) when the Pulumi CLI is installed, else (or with
@@ -575,9 +575,8 @@ print_usage_after_deploy() {
 lab: kubeconfig: $LABDIR/kubeconfig (mode 0600, root's). To use it as yourself:
   mkdir -p ~/.kube && (umask 077 && sudo cat $LABDIR/kubeconfig > ~/.kube/hakube-lab)
   KUBECONFIG=~/.kube/hakube-lab kubectl get nodes
-It points at the VIP (https://$VIP:$VIP_PORT), reachable from this machine only. The lab hosts cannot
-install kubeadm/kubelet yet (they reach only the Debian mirror), so nothing answers behind the load
-balancers until control-plane stand-ins exist.
+It points at the VIP (https://$VIP:$VIP_PORT), reachable from this machine only; the site's kubectl:
+  $("$LAB_SRC/toolchain/build.sh" --path)/bin/kubectl --kubeconfig $LABDIR/kubeconfig get nodes
 Tear down: sudo npm run lab -- down   (removes the hosts, and with them the deploy state and its
 secrets: kubeconfig, outputs.json, state/; the image cache stays: 'down --purge' removes it too)
 EOF
@@ -605,9 +604,9 @@ deploy_pulumi() {  # ENGINE: pulumi up of stack "lab" (file backend in the lab d
   pulumi up --stack "$PULUMI_STACK" --yes --skip-preview >&2 || rc=$?
   echo "$gen" > "$PULUMI_BACKEND_DIR/$PULUMI_STACK.generation"   # the state describes these hosts now
   if [ "$rc" != 0 ]; then
-    say "pulumi up failed (exit $rc). If it failed in control-plane or worker steps: those cannot succeed"
-    say "in the lab yet (its hosts reach only the Debian mirror, which has no kubeadm/kubelet)."
-    say "'npm run lab -- deploy --harness' deploys the parts that can run (hosts, etcd, load balancers)."
+    say "pulumi up failed (exit $rc). Without the command/tls/random provider plugins (the Go proxy serves"
+    say "none of them here: docs/airgap.md) the engine cannot register a resource;"
+    say "'npm run lab -- deploy --harness' runs every command of the stack through the realizing harness."
     exit "$rc"
   fi
   pulumi stack output --stack "$PULUMI_STACK" >&2 || true

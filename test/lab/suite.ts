@@ -5,7 +5,7 @@
  *
  * Environment: HAKUBE_LAB_KEEP=1 leaves the lab up at the end (default: down);
  * HAKUBE_LAB_ENGINES=haproxy,nginx (which engines run); HAKUBE_LAB_COMPONENTS (executed for real;
- * default hosts,etcd,lb); HAKUBE_LAB_SOAK=1 (+ HAKUBE_LAB_SOAK_MINUTES, default 10) adds the soak
+ * default hosts,etcd,lb; the Kubernetes parts have cluster.test.ts); HAKUBE_LAB_SOAK=1 (+ HAKUBE_LAB_SOAK_MINUTES, default 10) adds the soak
  * and makes the CPU-load test 10 minutes long (HAKUBE_LAB_LOAD_MINUTES overrides; default 3).
  */
 import { spawn } from "node:child_process";
@@ -31,7 +31,7 @@ import {
   type Secrets,
   type Snapshot,
 } from "./checks";
-import { DEFAULT_COMPONENTS, deployLab, labGeneration, writeSecretFile, type LabDeployResult } from "./deploy";
+import { ETCD_LB_COMPONENTS, deployLab, labGeneration, writeSecretFile, type LabDeployResult } from "./deploy";
 import {
   connections,
   EtcdCreds,
@@ -62,7 +62,7 @@ import { LabReport } from "./report";
 export type Engine = "haproxy" | "nginx";
 
 const ENGINES = (process.env.HAKUBE_LAB_ENGINES ?? "haproxy,nginx").split(",").map((s) => s.trim());
-const COMPONENTS = process.env.HAKUBE_LAB_COMPONENTS?.split(",").map((s) => s.trim()) ?? DEFAULT_COMPONENTS;
+const COMPONENTS = process.env.HAKUBE_LAB_COMPONENTS?.split(",").map((s) => s.trim()) ?? ETCD_LB_COMPONENTS;
 const KEEP = process.env.HAKUBE_LAB_KEEP === "1";
 const REUSE = process.env.HAKUBE_LAB_REUSE === "1";
 const SOAK = process.env.HAKUBE_LAB_SOAK === "1";
