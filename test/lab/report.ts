@@ -73,6 +73,12 @@ const ROWS: Row[] = [
     Array.isArray(d.faults?.partition)
       ? d.faults.partition.map((r: any) => `${r.partitioned} cut off: ${ms(r.bothHoldAfterMs)}; heal → ${r.holderAfterHeal}${r.secondMove ? " (moved back)" : " (stayed)"}`).join("; ")
       : "—"],
+  ["cluster: nodes Ready (after the deploy)", (d) => (d.nodes ? `${d.nodes.count} (${s(d.nodes.readyAfterDeployMs)})` : "—")],
+  ["cluster: VIP holder crash → longest /readyz gap / failed reads / failed writes", (d) => (d.faults?.vipHolderCrash ? `${ms(d.faults.vipHolderCrash.longestReadGapMs)} / ${d.faults.vipHolderCrash.failedReads} / ${d.faults.vipHolderCrash.failedWrites}` : "—")],
+  ["cluster: kube-apiserver stopped → HAProxy mark-down (after the port closed) / failed calls after it", (d) => (d.faults?.apiserverStopped ? `${ms(d.faults.apiserverStopped.markedDownAfterPortClosedMs)} / ${d.faults.apiserverStopped.failedAfterMarkDown}` : "—")],
+  ["cluster: etcd member crash → failed writes / longest /readyz gap", (d) => (d.faults?.etcdMemberCrash ? `${d.faults.etcdMemberCrash.failedWrites} / ${ms(d.faults.etcdMemberCrash.longestReadGapMs)}` : "—")],
+  ["cluster: control-plane host crash → failed reads / writes / longest gap", (d) => (d.faults?.controlPlaneCrash ? `${d.faults.controlPlaneCrash.failedReads} / ${d.faults.controlPlaneCrash.failedWrites} / ${ms(d.faults.controlPlaneCrash.longestReadGapMs)}` : "—")],
+  ["cluster: worker crash → NotReady / pods elsewhere / ingress failures (all, after)", (d) => (d.faults?.workerCrash ? `${s(d.faults.workerCrash.notReadyAfterCrashMs)} / ${s(d.faults.workerCrash.podsElsewhereAfterCrashMs)} / ${d.faults.workerCrash.ingressFails} of ${d.faults.workerCrash.ingressCalls}, ${d.faults.workerCrash.ingressFailsAfterReschedule}` : "—")],
   ["soak: spurious VIP moves", (d) => (d.soak ? `${d.soak.vipMoves} in ${s(d.soak.ms)}` : "not run")],
 ];
 
