@@ -411,7 +411,7 @@ spec:
       for (let i = 0; i < 20; i++) {
         const r = spawnSync("curl", ["-fsS", "--max-time", "5", `http://${topo.vip}/ingress`], { encoding: "utf8" });
         expect(r.status, r.stderr).toBe(0);
-        expect(r.stdout).toMatch(/^hakube-http-server web-[a-z0-9-]+ \/ingress$/);
+        expect(r.stdout.trim()).toMatch(/^hakube-http-server web-[a-z0-9-]+ \/ingress$/);
         seen.add(r.stdout.split(" ")[1]);
       }
       expect(seen.size, "answers from more than one pod").toBeGreaterThan(1);
