@@ -6,9 +6,11 @@
  * 1. Program evaluation under record-only mocks (no host touched): the `dev` stack and synthetic
  *    stacks of 30 and 100 hosts, each in its own process (the program module evaluates once per
  *    process).
- * 2. With the lab (root; skipped with --no-lab): bring-up wall time (`lab down` + `lab up`: fresh
- *    hosts), a fresh deploy of `dev` through the realizing harness (wall time, critical path from the
- *    recorded command timings, their ratio, commands per host), then `lab down` unless --keep.
+ * 2. With the lab (root; skipped with --no-lab): for each worker count of --workers (default 2,6;
+ *    `dev` has 2, more are added at 10.123.0.43…): bring-up wall time (`lab down` + `lab up`: fresh
+ *    hosts), a fresh deploy of the whole cluster through the realizing harness (every command run:
+ *    wall time, critical path from the recorded command timings, their ratio, commands per host),
+ *    and how the wall time grows with the workers; then `lab down` unless --keep.
  * Figures also go to reports/bench-lab.json.
  */
 import { spawnSync } from "node:child_process";
@@ -63,7 +65,24 @@ function evaluations(): Record<string, unknown>[] {
   });
 }
 
-async function labFigures(engine: string | undefined, keep: boolean) {
+/** Pulumi.dev.yaml with N workers (the extra ones after worker2, at 10.123.0.43…), written for `lab up`. */
+function stackWithWorkers(n: number): string {
+  const { parse, stringify } = require("yaml") as typeof import("yaml");
+  const doc = parse(fs.readFileSync(path.join(ROOT, "Pulumi.dev.yaml"), "utf8"));
+  const hosts = doc.config["hakube:hosts"] as { name: string; address: string; roles: string[]; labels?: object }[];
+  const workers = hosts.filter((h) => h.roles.includes("worker"));
+  for (let i = workers.length + 1; i <= n; i++) hosts.push({ ...workers[0], name: `worker${i}`, address: `10.123.0.${40 + i}` });
+  doc.config["hakube:hosts"] = hosts.filter((h) => !h.roles.includes("worker") || Number(h.name.replace(/\D/g, "")) <= n);
+  const file = path.join(REPORT_DIR, `bench-stack-${n}-workers.yaml`);
+  fs.mkdirSync(REPORT_DIR, { recursive: true });
+  fs.writeFileSync(file, stringify(doc));
+  return file;
+}
+
+async function labFigures(engine: string | undefined, keep: boolean, workers: number) {
+  // the lab boots the hosts of this stack file; Kubernetes hosts keep their fsyncs (as in cluster.test.ts)
+  process.env.HAKUBE_LAB_STACK = stackWithWorkers(workers);
+  process.env.HAKUBE_LAB_SUPPRESS_SYNC = "0";
   const { labRun } = await import("./labctl");
   const { deployLab } = await import("./deploy");
   const down = await labRun(["down"]);
@@ -74,6 +93,7 @@ async function labFigures(engine: string | undefined, keep: boolean) {
   const f = d.figures;
   const steps = d.executions.filter((e) => !e.skipped);
   const out = {
+    workers,
     labDownMs: Math.round(down.ms),
     labUpMs: Math.round(up.ms),
     upReported: /whole up ([\d.]+ s \(image \d+ s\))/.exec(up.stderr)?.[1],
@@ -100,18 +120,25 @@ async function main() {
   console.log("program evaluation under record-only mocks (one process each):");
   const evals = evaluations();
   for (const e of evals) console.log(`  ${String(e.which).padEnd(4)} ${String(e.hosts).padStart(3)} hosts: ${String(e.evaluationMs).padStart(6)} ms evaluation (${e.resources} resources, ${e.commands} commands); process ${e.wallMs} ms`);
-  let lab: Awaited<ReturnType<typeof labFigures>> | undefined;
+  const lab: Awaited<ReturnType<typeof labFigures>>[] = [];
+  const counts = (args.includes("--workers") ? args[args.indexOf("--workers") + 1] : "2,6").split(",").map(Number);
+  if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 9)) throw new Error(`--workers wants counts 1–9 (10.123.0.41–49), got ${counts.join(",")}`);
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   if (noLab) console.log("\nlab figures skipped (--no-lab, or not root)");
-  else {
-    console.log(`\nlab: down, up (fresh hosts), deploy dev${engine ? ` (engine ${engine})` : ""} through the realizing harness...`);
-    lab = await labFigures(engine, args.includes("--keep"));
-    const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-    console.log(`  lab bring-up (up, fresh hosts):   ${s(lab.labUpMs)}  (lab's own figure: ${lab.upReported}; down before: ${s(lab.labDownMs)})`);
-    console.log(`  deploy wall time:                 ${s(lab.deployWallMs)}  (program evaluation ~${s(lab.evaluationMs)}; ${lab.executed} commands run, ${lab.recordedOnly} recorded only)`);
-    console.log(`  critical path (recorded timings): ${s(lab.criticalPathMs)}  ratio wall/critical ${lab.ratio}; sum of all command times ${s(lab.sumOfCommandMs)}`);
-    console.log(`  critical path: ${lab.criticalPath.join(" → ")}`);
-    console.log(`  commands per host: ${Object.entries(lab.commandsPerHost).map(([h, n]) => `${h} ${n}`).join(", ")}`);
-    console.log(`  slowest commands: ${lab.slowest.join(", ")}`);
+  else for (const [i, n] of counts.entries()) {
+    console.log(`\nlab: down, up (fresh hosts), deploy dev with ${n} workers${engine ? ` (engine ${engine})` : ""} through the realizing harness, every command run...`);
+    const one = await labFigures(engine, args.includes("--keep") && i === counts.length - 1, n);
+    lab.push(one);
+    console.log(`  lab bring-up (up, fresh hosts):   ${s(one.labUpMs)}  (lab's own figure: ${one.upReported}; down before: ${s(one.labDownMs)})`);
+    console.log(`  deploy wall time:                 ${s(one.deployWallMs)}  (program evaluation ~${s(one.evaluationMs)}; ${one.executed} commands run, ${one.recordedOnly} recorded only)`);
+    console.log(`  critical path (recorded timings): ${s(one.criticalPathMs)}  ratio wall/critical ${one.ratio}; sum of all command times ${s(one.sumOfCommandMs)}`);
+    console.log(`  critical path: ${one.criticalPath.join(" → ")}`);
+    console.log(`  commands per host: ${Object.entries(one.commandsPerHost).map(([h, n]) => `${h} ${n}`).join(", ")}`);
+    console.log(`  slowest commands: ${one.slowest.join(", ")}`);
+  }
+  if (lab.length > 1) {
+    const [a, b] = [lab[0], lab[lab.length - 1]];
+    console.log(`\ngrowth: deploy wall ${s(a.deployWallMs)} with ${a.workers} workers → ${s(b.deployWallMs)} with ${b.workers}: × ${(b.deployWallMs / a.deployWallMs).toFixed(2)} (goal ≤ 1.2)`);
   }
   fs.mkdirSync(REPORT_DIR, { recursive: true });
   const file = path.join(REPORT_DIR, "bench-lab.json");

@@ -546,5 +546,42 @@ spec:
         }, 180_000, 2000);
       }, 8 * 60_000);
     });
+
+    describe("lifecycle: a worker removed from the stack, then added again", () => {
+      let state = () => d.state;
+      let ran = () => d.ran;
+      const hostsWithout = (n: string) => (d.config["hakube:hosts"] as { name: string }[]).filter((h) => h.name !== n);
+
+      it("removing a worker runs only its delete steps (drain + delete the node, then kubeadm reset) and the load balancers' backend lists", async () => {
+        const victim = workers[1];
+        const r = await deployLab({ components: ALL_COMPONENTS, statePath: false, state: state(), ran: ran(), overrides: { "hakube:hosts": hostsWithout(victim) }, evaluate: runProgram, log: () => undefined });
+        state = () => r.state;
+        ran = () => r.ran;
+        const executed = r.executions.filter((e) => !e.skipped).map((e) => e.name).sort();
+        report.set("removeWorker", { executed, wallMs: r.figures.wallMs, deleted: r.figures.deleted });
+        expect(r.figures.deleted).toEqual([`workers-drain-${victim}`, `workers-join-${victim}`]);
+        expect(executed).toEqual([`workers-drain-${victim}`, `workers-join-${victim}`, ...lbs.map((l) => `lb-proxy-${l}`)].sort());
+        const nodes = ((await kjson(["get", "nodes"])).items as any[]).map((n) => n.metadata.name);
+        expect(nodes).not.toContain(victim);
+        expect((await onHost(targets[victim], "test -e /etc/kubernetes/kubelet.conf")).exitCode, "kubeadm reset removed the kubelet's kubeconfig").not.toBe(0);
+        const ps = await readyPods();
+        expect(ps.every((p) => p.spec.nodeName !== victim)).toBe(true);
+      }, 5 * 60_000);
+
+      it("adding it back joins only that host (its own steps and the load balancers' backend lists)", async () => {
+        const victim = workers[1];
+        const r = await deployLab({ components: ALL_COMPONENTS, statePath: false, state: state(), ran: ran(), evaluate: runProgram, log: () => undefined });
+        const executed = r.executions.filter((e) => !e.skipped).map((e) => e.name);
+        report.set("addWorker", { executed, wallMs: r.figures.wallMs });
+        const own = executed.filter((n) => n.endsWith(`-${victim}`));
+        const others = executed.filter((n) => !n.endsWith(`-${victim}`));
+        expect(others.sort()).toEqual(lbs.map((l) => `lb-proxy-${l}`).sort());
+        expect(own).toContain(`workers-join-${victim}`);
+        await waitFor(`${victim} Ready again`, async () => {
+          const n = await kjson(["get", "node", victim]).catch(() => undefined);
+          return n?.status.conditions.some((c: any) => c.type === "Ready" && c.status === "True") ? true : undefined;
+        }, 180_000, 2000);
+      }, 6 * 60_000);
+    });
   });
 });

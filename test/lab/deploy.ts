@@ -2,7 +2,9 @@
  * Deploy the `dev` stack onto the lab hosts through the realizing harness: real keys and
  * certificates, real random values, and the program's remote commands run over real SSH
  * (host keys verified). The stack's state (what `pulumi up` would keep) is persisted in the lab
- * directory, so a second deploy with the same config runs nothing — as an unchanged `pulumi up`.
+ * directory, so a second deploy with the same config runs nothing — as an unchanged `pulumi up` —
+ * and a resource the program no longer registers (a host left the config) is deleted at the end,
+ * dependents first, a command by running its `delete` script, as `pulumi up` does.
  *
  *   npx tsx test/lab/deploy.ts [--engine nginx] [--components hosts,etcd,lb] [--set hakube:key=<JSON>]… [--fresh]
  *   (or `sudo npm run lab -- deploy`, which boots the lab first and uses `pulumi up` when the CLI is installed)
@@ -10,7 +12,7 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { TOKENS, type CommandExecutor, type Registration, type ResourceState } from "../harness/mocks";
+import { stableJson, TOKENS, type CommandExecutor, type Registration, type ResourceState } from "../harness/mocks";
 import { evaluateProgram, readStackFile, valueOf, type RunOptions, type RunResult, type StackConfig } from "../harness/program";
 import { sshExecutor, type Execution } from "../harness/ssh";
 import { deploySummary } from "./summary";
@@ -68,6 +70,8 @@ export interface DeployFigures {
   criticalPathMs: number;
   criticalPath: string[];
   commandsPerHost: Record<string, number>;
+  /** commands the program no longer registers, whose delete scripts ran (dependents first) */
+  deleted: string[];
 }
 
 /** Pulumi.dev.yaml + the lab's host keys, strictHostKeys and SSH key (+ overrides). */
@@ -221,6 +225,26 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
     const lines = failures.map((f) => `  ${f.name}: ${f.error}`).join("\n");
     throw new Error(`deploy failed (${failures.length} resource(s)):\n${lines}`);
   }
+  // As `pulumi up` ends: resources in the state that the program no longer registers are deleted,
+  // dependents first (the state keeps creation order: a resource is created after what it depends
+  // on), a command by running its `delete` script; stale entries of re-registered ones are dropped.
+  const registered = new Set(result.harness.registrations.filter((r) => r.custom).map((r) => `${r.type}::${r.name}`));
+  const current = new Set(result.harness.registrations.filter((r) => r.custom).map((r) => `${r.type}::${r.name}::${stableJson(r.inputs)}`));
+  const deleted: string[] = [];
+  for (const key of [...state.keys()].reverse()) {
+    if (current.has(key)) continue;
+    const [type, name] = key.split("::", 2);
+    if (!registered.has(`${type}::${name}`) && type === TOKENS.command) {
+      const inputs = JSON.parse(key.slice(type.length + name.length + 4)) as Record<string, unknown>;
+      if (inputs.delete) {
+        await ssh.executor({ name, inputs: { ...inputs, create: inputs.delete } });
+        deleted.push(name);
+      }
+      ran.delete(name);
+    }
+    state.delete(key);
+  }
+  if (!o.state) saveState(statePath, state, generation, ran);
   const executed = ssh.executions.filter((e) => !e.skipped);
   const commandsPerHost: Record<string, number> = {};
   for (const e of executed) commandsPerHost[e.host] = (commandsPerHost[e.host] ?? 0) + 1;
@@ -246,6 +270,7 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
       criticalPathMs: cp.ms,
       criticalPath: cp.path,
       commandsPerHost,
+      deleted,
     },
     ran,
   };
