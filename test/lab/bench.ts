@@ -115,6 +115,12 @@ async function labFigures(engine: string | undefined, keep: boolean, workers: nu
 async function main() {
   const args = process.argv.slice(2);
   if (args[0] === "--eval-child") return evalChild(args[1]);
+  if (args[0] === "--lab-child") {
+    // one worker count per process: the program module evaluates once per process
+    const one = await labFigures(args[2] === "-" ? undefined : args[2], args[3] === "keep", Number(args[1]));
+    process.stdout.write("\n" + JSON.stringify(one) + "\n");
+    return;
+  }
   const engine = args.includes("--engine") ? args[args.indexOf("--engine") + 1] : undefined;
   const noLab = args.includes("--no-lab") || process.getuid?.() !== 0;
   console.log("program evaluation under record-only mocks (one process each):");
@@ -127,7 +133,11 @@ async function main() {
   if (noLab) console.log("\nlab figures skipped (--no-lab, or not root)");
   else for (const [i, n] of counts.entries()) {
     console.log(`\nlab: down, up (fresh hosts), deploy dev with ${n} workers${engine ? ` (engine ${engine})` : ""} through the realizing harness, every command run...`);
-    const one = await labFigures(engine, args.includes("--keep") && i === counts.length - 1, n);
+    const tsx = path.join(ROOT, "node_modules", ".bin", "tsx");
+    const keep = args.includes("--keep") && i === counts.length - 1;
+    const r = spawnSync(tsx, [__filename, "--lab-child", String(n), engine ?? "-", keep ? "keep" : "no"], { cwd: ROOT, encoding: "utf8", maxBuffer: 64 << 20, stdio: ["ignore", "pipe", "inherit"] });
+    if (r.status !== 0) throw new Error(`lab figures with ${n} workers failed (exit ${r.status})`);
+    const one = JSON.parse(r.stdout.trim().split("\n").pop()!) as Awaited<ReturnType<typeof labFigures>>;
     lab.push(one);
     console.log(`  lab bring-up (up, fresh hosts):   ${s(one.labUpMs)}  (lab's own figure: ${one.upReported}; down before: ${s(one.labDownMs)})`);
     console.log(`  deploy wall time:                 ${s(one.deployWallMs)}  (program evaluation ~${s(one.evaluationMs)}; ${one.executed} commands run, ${one.recordedOnly} recorded only)`);

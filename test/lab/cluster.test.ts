@@ -67,6 +67,13 @@ async function kubectlOk(args: string[], o: { stdin?: string; timeoutMs?: number
 async function kjson(args: string[]): Promise<any> {
   return JSON.parse(await kubectlOk([...args, "-o", "json"]));
 }
+/** Wait (3 min) until the node's Ready condition is True. */
+async function nodeReady(name: string): Promise<void> {
+  await waitFor(`${name} Ready`, async () => {
+    const n = await kjson(["get", "node", name]).catch(() => undefined);
+    return n?.status.conditions.some((c: any) => c.type === "Ready" && c.status === "True") ? true : undefined;
+  }, 180_000, 2000);
+}
 
 interface Call {
   kind: "read" | "write";
@@ -540,10 +547,7 @@ spec:
           clearInterval(probe);
           if (!pid1Of(victim)) await labRun(["start", victim], { allowFail: true });
         }
-        await waitFor(`${victim} Ready again`, async () => {
-          const n = await kjson(["get", "node", victim]).catch(() => undefined);
-          return n?.status.conditions.some((c: any) => c.type === "Ready" && c.status === "True") ? true : undefined;
-        }, 180_000, 2000);
+        await nodeReady(victim);
       }, 8 * 60_000);
     });
 
@@ -577,10 +581,7 @@ spec:
         const others = executed.filter((n) => !n.endsWith(`-${victim}`));
         expect(others.sort()).toEqual(lbs.map((l) => `lb-proxy-${l}`).sort());
         expect(own).toContain(`workers-join-${victim}`);
-        await waitFor(`${victim} Ready again`, async () => {
-          const n = await kjson(["get", "node", victim]).catch(() => undefined);
-          return n?.status.conditions.some((c: any) => c.type === "Ready" && c.status === "True") ? true : undefined;
-        }, 180_000, 2000);
+        await nodeReady(victim);
       }, 6 * 60_000);
     });
   });
