@@ -18,7 +18,7 @@ import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TOKENS, type Registration } from "../harness/mocks";
 import { runProgram } from "../harness/program";
-import { deployLab, writeOutputs, type LabDeployResult } from "./deploy";
+import { deployLab, deployReport, writeOutputs, type LabDeployResult } from "./deploy";
 import {
   connections,
   EtcdCreds,
@@ -169,6 +169,17 @@ class ApiClient {
   }
 }
 
+/** Crash a lab host (SIGKILL of its PID 1), run `f` with the time of the crash command, then start the host again. */
+async function whileCrashed<T>(victim: string, f: (t0: number) => Promise<T>): Promise<T> {
+  const t0 = now();
+  try {
+    await labRun(["crash", victim]);
+    return await f(t0);
+  } finally {
+    if (!pid1Of(victim)) await labRun(["start", victim], { allowFail: true });
+  }
+}
+
 /** HAProxy's view of the API servers on a load balancer: server → status (UP, DOWN, …) from its stats CSV. */
 async function haproxyServers(t: SshTarget, backend: string): Promise<Record<string, string>> {
   const csv = await onHostOk(t, `curl -fsS 'http://127.0.0.1:${LB_HEALTH_PORT}/stats;csv'`, { timeoutMs: 10_000 });
@@ -225,18 +236,7 @@ describe("lab Kubernetes end to end (haproxy): every command run, the cluster us
     d = await deployLab({ components: ALL_COMPONENTS, statePath: false, fresh: true, evaluate: runProgram, log: (l) => log.push(l) });
     outputs = await writeOutputs(d.result);
     regs = d.result.harness.registrations;
-    const f = d.figures;
-    report.set("deploy", {
-      components: ALL_COMPONENTS,
-      wallMs: f.wallMs,
-      executed: f.executed,
-      skipped: f.skipped,
-      criticalPathMs: f.criticalPathMs,
-      ratio: Number((f.wallMs / Math.max(1, f.criticalPathMs)).toFixed(2)),
-      criticalPath: f.criticalPath,
-      commandsPerHost: f.commandsPerHost,
-      steps: d.executions.filter((e) => !e.skipped).map((e) => ({ name: e.name, ms: e.endMs - e.startMs })),
-    });
+    report.set("deploy", deployReport(d, ALL_COMPONENTS));
   }, 25 * 60_000);
 
   afterAll(async () => {
@@ -489,31 +489,23 @@ spec:
 
       it("crash of one etcd member: writes keep succeeding", async () => {
         const victim = withRole(topo, "etcd").map((h) => h.name)[2];
-        const t0 = now();
-        try {
-          await labRun(["crash", victim]);
+        await whileCrashed(victim, async (t0) => {
           await sleep(15_000);
           const fig = { victim, ...api.summary(t0) };
           figure("etcdMemberCrash", fig);
           expect(fig.failedWrites).toBeLessThanOrEqual(1);
           expect(api.failed("write", t0 + 5000).length, "no failed write 5 s after the crash").toBe(0);
-        } finally {
-          if (!pid1Of(victim)) await labRun(["start", victim], { allowFail: true });
-        }
+        });
       }, 3 * 60_000);
 
       it("crash of one control-plane host: the API stays available through the other two", async () => {
         const victim = cps[1];
-        const t0 = now();
-        try {
-          await labRun(["crash", victim]);
+        await whileCrashed(victim, async (t0) => {
           await sleep(20_000);
           const fig = { victim, ...api.summary(t0), failedAfter5s: api.failed("read", t0 + 5000).length + api.failed("write", t0 + 5000).length };
           figure("controlPlaneCrash", fig);
           expect(fig.failedAfter5s, "no failed call 5 s after the crash").toBe(0);
-        } finally {
-          if (!pid1Of(victim)) await labRun(["start", victim], { allowFail: true });
-        }
+        });
       }, 3 * 60_000);
 
       it("crash of a worker: its node goes NotReady, the Deployment's pods run elsewhere, the ingress keeps answering", async () => {

@@ -276,6 +276,23 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
   };
 }
 
+/** A deploy's figures as the lab reports record them (reports/lab-<name>.json `deploy`). */
+export function deployReport(d: LabDeployResult, components: string[]): Record<string, unknown> {
+  const f = d.figures;
+  return {
+    components,
+    wallMs: f.wallMs,
+    evaluationMs: f.evaluationMs,
+    executed: f.executed,
+    skipped: f.skipped,
+    criticalPathMs: f.criticalPathMs,
+    ratio: Number((f.wallMs / Math.max(1, f.criticalPathMs)).toFixed(2)),
+    criticalPath: f.criticalPath,
+    commandsPerHost: f.commandsPerHost,
+    steps: d.executions.filter((e) => !e.skipped).map((e) => ({ name: e.name, ms: e.endMs - e.startMs })),
+  };
+}
+
 /** Write the stack outputs (kubeconfig 0600) into the lab directory. */
 export async function writeOutputs(r: RunResult, labDir = LAB_DIR): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};

@@ -31,7 +31,7 @@ import {
   type Secrets,
   type Snapshot,
 } from "./checks";
-import { ETCD_LB_COMPONENTS, deployLab, labGeneration, writeSecretFile, type LabDeployResult } from "./deploy";
+import { ETCD_LB_COMPONENTS, deployLab, deployReport, labGeneration, writeSecretFile, type LabDeployResult } from "./deploy";
 import {
   connections,
   EtcdCreds,
@@ -210,19 +210,7 @@ export function labSuite(engine: Engine): void {
       if (REUSE) {
         writeSecretFile(reuseFile, JSON.stringify({ generation, state: Object.fromEntries(d.state) }));
       }
-      const f = d.figures;
-      report.set("deploy", {
-        components: COMPONENTS,
-        wallMs: f.wallMs,
-        evaluationMs: f.evaluationMs,
-        executed: f.executed,
-        skipped: f.skipped,
-        criticalPathMs: f.criticalPathMs,
-        ratio: Number((f.wallMs / Math.max(1, f.criticalPathMs)).toFixed(2)),
-        criticalPath: f.criticalPath,
-        commandsPerHost: f.commandsPerHost,
-        steps: d.executions.filter((e) => !e.skipped).map((e) => ({ name: e.name, ms: e.endMs - e.startMs })),
-      });
+      report.set("deploy", deployReport(d, COMPONENTS));
       regs = d.result.harness.registrations;
       outputs = {};
       for (const [k, v] of Object.entries(d.result.outputs ?? {})) outputs[k] = await valueOf(v as never);
