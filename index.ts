@@ -16,7 +16,7 @@ const pki = new ClusterPki("pki", { clusterName: spec.clusterName, algorithm: sp
 const hosts = new Hosts("hosts", { hosts: spec.hosts, sshPrivateKey, ports: portNeedsByHost(spec), certificateStarts: pki.caValidityStarts });
 
 // Certificates issued for hosts are recorded for their preflights (clock check), which start every host's chain.
-const etcd = new EtcdCluster("etcd", { hosts, members: role("etcd"), ca: pki.etcdCa, algorithm: pki.algorithm, etcd: spec.etcd, clusterName: spec.clusterName });
+const etcd = new EtcdCluster("etcd", { hosts, members: role("etcd"), ca: pki.etcdCa, algorithm: pki.algorithm, etcd: spec.etcd, clusterName: spec.clusterName, kubernetes: spec.kubernetes });
 for (const h of controlPlanes) hosts.certificateIssued(h, etcd.apiserverClient.validityStartTime);
 for (const h of spec.hosts) hosts.preflight(h);
 

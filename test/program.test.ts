@@ -23,6 +23,7 @@ const SHAPES: [string, () => StackConfig][] = [
     "hakube:loadBalancer": { ...(dev()["hakube:loadBalancer"] as object), engine: "nginx", ingress: { http: { port: 80, nodePort: 30080 }, https: { port: 443, nodePort: 30443 } } },
     "hakube:kubernetes": { encryptionAlgorithm: "RSA-2048" },
   })],
+  ["dev with etcd.deployment kubeadm", () => ({ ...dev(), "hakube:etcd": { ...(dev()["hakube:etcd"] as object), deployment: "kubeadm" } })],
   ["etcd and load balancers on the control planes", () => ({
     sshPrivateKey: TEST_SSH_KEY,
     hosts: [

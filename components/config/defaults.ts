@@ -54,6 +54,7 @@ export const DEFAULTS = {
     /** etcd's own defaults: measured in docs/etcd.md ("Leader failover"), chosen for the ≤ 3 s write-outage goal. */
     heartbeatIntervalMs: 100,
     electionTimeoutMs: 1000,
+    deployment: "systemd",
   },
   kubernetes: {
     version: DEFAULT_KUBERNETES_VERSION,
@@ -86,6 +87,9 @@ export const ROLE_PORTS = {
   /** kubelet and kube-proxy run on every Kubernetes node (control planes and workers) */
   node: [10250, 10256],
 } as const;
+
+/** kubeadm's etcd `--listen-metrics-urls` port (http://127.0.0.1:2381: /livez, /readyz, /metrics) with `etcd.deployment: kubeadm`. */
+export const ETCD_METRICS_PORT = 2381;
 
 /** The API server's own port on control-plane hosts (the load balancers forward to it). */
 export const APISERVER_PORT = 6443;

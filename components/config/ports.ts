@@ -1,9 +1,9 @@
 /** The ports each host's roles listen on, for the preflight. Pure. */
 import type { PortNeed } from "../remote/preflight";
-import { APISERVER_PORT, LB_HEALTH_PORT } from "./defaults";
-import type { ClusterSpec, HostSpec, LoadBalancerSpec } from "./spec";
+import { APISERVER_PORT, ETCD_METRICS_PORT, LB_HEALTH_PORT } from "./defaults";
+import type { ClusterSpec, EtcdSpec, HostSpec, LoadBalancerSpec } from "./spec";
 
-export function portNeeds(host: HostSpec, lb?: LoadBalancerSpec): PortNeed[] {
+export function portNeeds(host: HostSpec, lb?: LoadBalancerSpec, etcd?: Pick<EtcdSpec, "deployment">): PortNeed[] {
   const needs: PortNeed[] = [];
   const r = (role: string) => host.roles.includes(role as HostSpec["roles"][number]);
   if (r("loadbalancer") && lb) {
@@ -17,6 +17,14 @@ export function portNeeds(host: HostSpec, lb?: LoadBalancerSpec): PortNeed[] {
   if (r("etcd")) {
     needs.push({ port: 2379, what: "etcd client", owners: ["etcd"] });
     needs.push({ port: 2380, what: "etcd peer", owners: ["etcd"] });
+    if (etcd?.deployment === "kubeadm") {
+      // kubeadm's etcd serves its metrics and probes on 127.0.0.1:2381; the standalone kubelet its API and healthz
+      needs.push({ port: ETCD_METRICS_PORT, what: "etcd metrics and probes (127.0.0.1)", owners: ["etcd"] });
+      if (!r("controlplane") && !r("worker")) {
+        needs.push({ port: 10250, what: "kubelet (127.0.0.1)", owners: ["kubelet"] });
+        needs.push({ port: 10248, what: "kubelet healthz (127.0.0.1)", owners: ["kubelet"] });
+      }
+    }
   }
   if (r("controlplane")) {
     needs.push({ port: APISERVER_PORT, what: "kube-apiserver", owners: ["kube-apiserver"] });
@@ -31,6 +39,6 @@ export function portNeeds(host: HostSpec, lb?: LoadBalancerSpec): PortNeed[] {
 }
 
 /** Port needs by host name. `loadBalancer` may be absent (a program that only adds worker nodes). */
-export function portNeedsByHost(spec: Pick<ClusterSpec, "hosts"> & { loadBalancer?: LoadBalancerSpec }): Record<string, PortNeed[]> {
-  return Object.fromEntries(spec.hosts.map((h) => [h.name, portNeeds(h, spec.loadBalancer)]));
+export function portNeedsByHost(spec: Pick<ClusterSpec, "hosts"> & { loadBalancer?: LoadBalancerSpec; etcd?: Pick<EtcdSpec, "deployment"> }): Record<string, PortNeed[]> {
+  return Object.fromEntries(spec.hosts.map((h) => [h.name, portNeeds(h, spec.loadBalancer, spec.etcd)]));
 }

@@ -67,6 +67,14 @@ export interface EtcdSpec {
   heartbeatIntervalMs: number;
   /** Raft election timeout (etcd `election-timeout`), ms: ≥ 5 × heartbeat, a multiple of it. */
   electionTimeoutMs: number;
+  /**
+   * How a member runs: `systemd` (hakube's own unit running the installed binary) or `kubeadm`
+   * (kubeadm's recipe for an external HA etcd: a standalone kubelet on each etcd host runs the
+   * static pod `kubeadm init phase etcd local` writes). docs/etcd.md "Deployment".
+   */
+  deployment: "systemd" | "kubeadm";
+  /** The etcd image's tag with `deployment: kubeadm` (`<kubernetes.imageRepository>/etcd:<tag>`); default `<version>-0`. */
+  imageTag?: string;
 }
 
 export type EncryptionAlgorithm = "ECDSA-P256" | "RSA-2048";
@@ -397,6 +405,8 @@ const EtcdSchema = z.strictObject({
   dataDir: absPath.default(DEFAULTS.etcd.dataDir),
   heartbeatIntervalMs: intLike(ETCD_HEARTBEAT_RANGE[0], ETCD_HEARTBEAT_RANGE[1]).default(DEFAULTS.etcd.heartbeatIntervalMs),
   electionTimeoutMs: intLike(ETCD_ELECTION_RANGE[0], ETCD_ELECTION_RANGE[1]).default(DEFAULTS.etcd.electionTimeoutMs),
+  deployment: enumOf(["systemd", "kubeadm"]).default(DEFAULTS.etcd.deployment),
+  imageTag: str("an image tag").regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, { error: (i) => `${show(i.input)} is not an image tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})` }).optional(),
 }).superRefine((e, ctx) => {
   // etcd refuses to start below 5 heartbeats (its docs: 10 × the peer round trip at least), and
   // counts the timeout in whole heartbeats (1500/200 would silently become 7 ticks = 1400 ms).
@@ -824,6 +834,7 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
     );
   if (cni && cni.plugin === "cilium" && !cni.manifestUrl)
     p.add(["cni", "manifestUrl"], `is required with plugin "cilium" (Cilium publishes no plain manifest): render one with \`helm template cilium cilium/cilium --version ${CNI_CILIUM} --namespace kube-system --set ipam.mode=kubernetes\` and host it (see docs/kubernetes.md)`);
+  if (etcd && normHosts) checkEtcdDeployment(p, normHosts, etcd as EtcdSpec);
   if (etcd && etcd.source !== "download") {
     if (v.etcd && JSON.parse(v.etcd)?.downloadUrl !== undefined) p.add(["etcd", "downloadUrl"], `is only used with source "download" (source is ${show(etcd.source)})`);
     if (etcd.sha256) p.add(["etcd", "sha256"], `is only used with source "download" (source is ${show(etcd.source)})`);
@@ -842,6 +853,24 @@ export function parseClusterSpec(raw: RawConfig): SpecResult {
     },
     warnings,
   };
+}
+
+/**
+ * `etcd.deployment: kubeadm`: the image needs a version to be tagged with, and every etcd host runs
+ * a kubelet of its own (standalone, only etcd's static pod), so it cannot also be a Kubernetes node.
+ */
+function checkEtcdDeployment(p: Problems, hosts: HostSpec[], etcd: EtcdSpec): void {
+  if (etcd.deployment !== "kubeadm") {
+    if (etcd.imageTag !== undefined) p.add(["etcd", "imageTag"], `is only used with deployment "kubeadm" (deployment is ${show(etcd.deployment)})`);
+    return;
+  }
+  if (etcd.version === undefined && etcd.imageTag === undefined)
+    p.add(["etcd", "version"], `is required with deployment "kubeadm" and source "apt": the etcd image is tagged <version>-0 (or set etcd.imageTag), and etcdctl on the hosts must match it`);
+  hosts.forEach((h, i) => {
+    const other = h.roles.filter((r) => r === "controlplane" || r === "worker");
+    if (h.roles.includes("etcd") && other.length)
+      p.add(["hosts", i, "roles"], `${h.name} has role etcd and ${other.join(" and ")}: with etcd.deployment "kubeadm" an etcd host runs a standalone kubelet for etcd's static pod only, so it cannot be a Kubernetes node too (give etcd its own hosts, or use deployment "systemd")`);
+  });
 }
 
 /** A JSON object value of a raw key, or undefined (parse errors were reported already). */

@@ -6,9 +6,20 @@
  */
 import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import type { EncryptionAlgorithm, EtcdSpec, HostSpec } from "../config/spec";
+import type { EncryptionAlgorithm, EtcdSpec, HostSpec, KubernetesSpec } from "../config/spec";
+import { prepareNode, type NodeSettings } from "../node";
 import { issueCertificate, type CertPair } from "../pki";
 import type { Hosts } from "../remote";
+import {
+  etcdImage,
+  etcdImageTag,
+  KUBEADM_PATHS,
+  renderEtcdKubeletConfig,
+  renderKubeadmEtcdConfig,
+  renderKubeadmMemberDeleteScript,
+  renderKubeadmMemberScript,
+  renderKubeletDropIn,
+} from "./kubeadm";
 import {
   clientUrl,
   memberStamp,
@@ -22,6 +33,10 @@ import {
 } from "./render";
 
 export { clientUrl, peerUrl, initialCluster, initialClusterToken, DEFAULT_PATHS, PKI_FILES } from "./render";
+export { KUBEADM_PATHS } from "./kubeadm";
+
+/** What `etcd.deployment: kubeadm` needs from `hakube:kubernetes`: node preparation, the image repository, the kubelet settings. */
+export type EtcdKubernetesSettings = NodeSettings & Pick<KubernetesSpec, "kubeletConfiguration">;
 
 export interface EtcdClusterArgs {
   /** Runs the steps (and each host's preflight). Required; its SSH key must reach every member. */
@@ -46,6 +61,13 @@ export interface EtcdClusterArgs {
   etcd: EtcdSpec;
   /** Cluster name: part of the initial-cluster token and the unit description. `^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`. Changing it on a bootstrapped cluster is refused. */
   clusterName: string;
+  /**
+   * `hakube:kubernetes` (defaults applied). Required with `etcd.deployment: kubeadm`: every member
+   * host is prepared like a Kubernetes node (containerd, kubelet, kubeadm from the same sources),
+   * the image comes from `imageRepository`, the standalone kubelet gets `allowCgroupV1` and
+   * `kubeletConfiguration`. Unused with `systemd`.
+   */
+  kubernetes?: EtcdKubernetesSettings;
 }
 
 export class EtcdCluster extends pulumi.ComponentResource {
@@ -114,42 +136,43 @@ export class EtcdCluster extends pulumi.ComponentResource {
     }
 
     // Install (in parallel), then the member steps chained in host order: one restart at a time.
+    const kubeadm = etcd.deployment === "kubeadm";
+    const k = args.kubernetes;
+    if (kubeadm && !k) throw new Error("hakube: etcd: deployment kubeadm needs the kubernetes settings (node preparation of the etcd hosts)");
     const installScript = renderInstallScript({ etcd });
+    const tuning = { heartbeatIntervalMs: etcd.heartbeatIntervalMs, electionTimeoutMs: etcd.electionTimeoutMs };
+    const imageTag = kubeadm ? etcdImageTag(etcd) : "";
+    const kubeletConfig = kubeadm ? renderEtcdKubeletConfig(k!, clusterName) : "";
+    const kubeletDropIn = kubeadm ? renderKubeletDropIn() : "";
     const stamps: pulumi.Output<string>[] = [];
     const memberSteps: Record<string, command.remote.Command> = {};
     let previous: command.remote.Command | undefined;
     for (const h of args.members) {
       const member = members.find((m) => m.name === h.name)!;
       const install = hosts.step(this, name, { host: h, step: "install", script: installScript });
+      const prepare = kubeadm ? [prepareNode(hosts, this, name, h, k!)] : [];
       const { server, peer } = certs.get(h.name)!;
-      const config = renderConfig({
-        member,
-        members,
-        clusterName,
-        dataDir: etcd.dataDir,
-        tuning: { heartbeatIntervalMs: etcd.heartbeatIntervalMs, electionTimeoutMs: etcd.electionTimeoutMs },
-      });
-      const unit = renderUnit({ member: h.name, address: h.internalAddress, clusterName, source: etcd.source, version: etcd.version });
       const owner = `${name}-member-${h.name}`;
+      const kubeadmInput = { member, members, clusterName, dataDir: etcd.dataDir, tuning, kubernetesVersion: k?.version ?? "", imageRepository: k?.imageRepository, imageTag };
+      // what the member's process runs with: etcd.conf.yml + unit (systemd), or kubeadm's configuration + the kubelet's (kubeadm)
+      const config = kubeadm ? renderKubeadmEtcdConfig(kubeadmInput) : renderConfig({ member, members, clusterName, dataDir: etcd.dataDir, tuning });
+      const unit = kubeadm ? kubeletConfig + kubeletDropIn : renderUnit({ member: h.name, address: h.internalAddress, clusterName, source: etcd.source, version: etcd.version });
       const rendered = pulumi
         .all([args.ca.certPem, server.certPem, peer.certPem, healthcheck.certPem])
         .apply(([caCertPem, serverCertPem, peerCertPem, healthcheckCertPem]) => {
           const stamp = memberStamp({ config, unit, caCertPem, serverCertPem, peerCertPem, healthcheckCertPem, source: etcd.source, version: etcd.version });
-          const script = renderMemberScript({
-            member,
-            members,
-            clusterName,
-            dataDir: etcd.dataDir,
-            owner,
-            config,
-            unit,
-            caCertPem,
-            serverCertPem,
-            peerCertPem,
-            healthcheckCertPem,
-            stamp,
-            version: etcd.version,
-          });
+          const common = { member, members, clusterName, dataDir: etcd.dataDir, owner, caCertPem, serverCertPem, peerCertPem, healthcheckCertPem, stamp, version: etcd.version };
+          const script = kubeadm
+            ? renderKubeadmMemberScript({
+                ...common,
+                config,
+                unit,
+                kubeadmConfig: renderKubeadmEtcdConfig({ ...kubeadmInput, stamp }),
+                kubeletConfig,
+                kubeletDropIn,
+                image: etcdImage(k!.imageRepository, imageTag),
+              })
+            : renderMemberScript({ ...common, config, unit });
           return { stamp, script };
         });
       stamps.push(rendered.stamp);
@@ -158,8 +181,8 @@ export class EtcdCluster extends pulumi.ComponentResource {
         step: "member",
         script: rendered.script,
         secrets: [server.keyPem, peer.keyPem, healthcheck.keyPem],
-        deleteScript: renderMemberDeleteScript({ owner, dataDir: etcd.dataDir }),
-        dependsOn: [install, ...(previous ? [previous] : [])],
+        deleteScript: kubeadm ? renderKubeadmMemberDeleteScript({ owner, dataDir: etcd.dataDir }) : renderMemberDeleteScript({ owner, dataDir: etcd.dataDir }),
+        dependsOn: [install, ...prepare, ...(previous ? [previous] : [])],
       });
       memberSteps[h.name] = step;
       previous = step;
@@ -169,7 +192,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
     // The gate: on the first member (host order), after every member step.
     const gateHost = args.members[0];
     const gateScript = pulumi.all(stamps).apply((s) =>
-      renderHealthGateScript({ members, clusterName, stamps: Object.fromEntries(members.map((m, i) => [m.name, s[i]])) }),
+      renderHealthGateScript({ members, clusterName, stamps: Object.fromEntries(members.map((m, i) => [m.name, s[i]])), paths: kubeadm ? KUBEADM_PATHS : undefined }),
     );
     this.healthGate = hosts.step(this, name, { host: gateHost, step: "health", script: gateScript, dependsOn: Object.values(memberSteps) });
 

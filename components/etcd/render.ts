@@ -56,6 +56,9 @@ export const PKI_FILES = {
   healthcheckKey: "healthcheck-client.key",
 } as const;
 
+/** hakube's records in `stateDir` (removed by a member's delete). */
+export const STATE_FILES = ["applied", "initial-cluster", "owner", "deployment"] as const;
+
 /** The member step's secret payloads on stdin, in this order. */
 export const MEMBER_SECRETS = ["serverKey", "peerKey", "healthcheckKey"] as const;
 
@@ -110,7 +113,7 @@ export function initialCluster(members: EtcdMember[]): string {
 }
 
 /** Peer URLs sorted in byte order (the scripts compare them with `sort` under LC_ALL=C). */
-function sortedPeerUrls(members: EtcdMember[]): string[] {
+export function sortedPeerUrls(members: EtcdMember[]): string[] {
   return members.map(peerUrl).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
@@ -412,12 +415,18 @@ export function renderInstallScript(i: InstallInput): string {
   const paths = i.paths ?? DEFAULT_PATHS;
   const e = i.etcd;
   const body = e.source === "download" ? downloadBody(e, paths) : e.source === "apt" ? aptBody(e, paths) : preinstalledBody(e);
-  return `# install etcd ${e.version ?? `(the distribution's, at least ${MIN_EXTERNAL_ETCD_VERSION})`} (source: ${e.source})
-if ! getent passwd etcd >/dev/null; then
+  // with deployment kubeadm the member runs from the image as kubeadm's pod does (root); the host's
+  // binaries are etcdctl and etcdutl for the health checks and the operator (etcd is installed too)
+  const user =
+    e.deployment === "kubeadm"
+      ? "# etcd.deployment kubeadm: the member runs from its image; these binaries serve etcdctl and etcdutl on the host"
+      : `if ! getent passwd etcd >/dev/null; then
   getent group etcd >/dev/null || groupadd --system etcd
   useradd --system --gid etcd --home-dir ${shq(e.dataDir)} --no-create-home --shell /usr/sbin/nologin --comment "etcd (hakube)" etcd
   echo "created system user etcd"
-fi
+fi`;
+  return `# install etcd ${e.version ?? `(the distribution's, at least ${MIN_EXTERNAL_ETCD_VERSION})`} (source: ${e.source})
+${user}
 ${body}
 `;
 }
@@ -526,23 +535,19 @@ export interface MemberScriptInput extends Omit<StampInput, "source"> {
   waits?: Partial<typeof WAITS>;
 }
 
-function stageFile(name: string, content: string): string {
+export function stageFile(name: string, content: string): string {
   const text = content.endsWith("\n") ? content : content + "\n";
   const eof = heredocDelimiter(text, "HAKUBE_FILE");
   return `cat > "$stage/${name}" <<'${eof}'\n${text}${eof}`;
 }
 
-/**
- * The member step: stage → validate → refuse member-list changes → swap in → start or rolling
- * restart. Secret payloads on stdin, in `MEMBER_SECRETS` order.
- */
-export function renderMemberScript(m: MemberScriptInput): string {
-  const paths = m.paths ?? DEFAULT_PATHS;
-  const waits = { ...WAITS, ...(m.waits ?? {}) };
-  const pki = (f: string) => shq(`${paths.pkiDir}/${f}`);
+/** The deployments; recorded on each member host (`$stateDir/deployment`) so a switch is refused. */
+export type EtcdDeployment = EtcdSpec["deployment"];
+
+/** Bash: the member's variables and the health-check functions. */
+export function memberPreamble(m: MemberScriptInput, paths: EtcdPaths, deployment: EtcdDeployment): string {
   const others = byName(m.members).filter((x) => x.name !== m.member.name);
-  const secretIndex = (k: (typeof MEMBER_SECRETS)[number]) => MEMBER_SECRETS.indexOf(k);
-  return `# etcd member ${m.member.name} of hakube cluster ${m.clusterName}
+  return `# etcd member ${m.member.name} of hakube cluster ${m.clusterName} (etcd.deployment ${deployment})
 # content stamp ${m.stamp}
 member=${shq(m.member.name)}
 data_dir=${shq(m.dataDir)}
@@ -553,17 +558,34 @@ want_cluster=${shq(initialCluster(m.members))}
 self_peer=${shq(peerUrl(m.member))}
 self_client=${shq(clientUrl(m.member))}
 others=${shq(others.map(clientUrl).join(","))}
-${healthFunctions({ members: m.members, paths })}
+${healthFunctions({ members: m.members, paths })}`;
+}
 
-# 1. Stage every file in a private directory and validate it: nothing is swapped in before all checks pass.
-stage=$(mktemp -d /run/hakube-etcd.XXXXXX 2>/dev/null || mktemp -d)
+/**
+ * Bash: refuse to run a member with `deployment` on a host where hakube runs it the other way
+ * (recorded in `$state_dir/deployment`; hosts from before the record have only `applied`: systemd).
+ * Switching is a migration (a new data path, a new supervisor), never done in place.
+ */
+export function deploymentGuard(deployment: EtcdDeployment): string {
+  const other = deployment === "systemd" ? "kubeadm" : "systemd";
+  const how = other === "systemd" ? "as hakube's systemd unit etcd.service" : "as a static pod of a standalone kubelet";
+  return `# 0. The deployment must not change under a running member (a migration, not an update).
+recorded_deployment=$(cat "$state_dir/deployment" 2>/dev/null || true)
+[ -n "$recorded_deployment" ] || { [ ! -s "$state_dir/applied" ] || recorded_deployment=systemd; }
+if [ "$recorded_deployment" = ${other} ]; then
+  hakube_fail "etcd runs on $member ${how} (etcd.deployment ${other}); switching a cluster to etcd.deployment ${deployment} is a migration hakube does not do (docs/etcd.md, Deployment): set etcd.deployment back to ${other} (nothing was changed on this host)"
+fi`;
+}
+
+/** Bash: stage the certificates and keys in a private directory ($stage) and validate them. */
+export function stageCertificates(m: MemberScriptInput): string {
+  const secretIndex = (k: (typeof MEMBER_SECRETS)[number]) => MEMBER_SECRETS.indexOf(k);
+  return `stage=$(mktemp -d /run/hakube-etcd.XXXXXX 2>/dev/null || mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 ${stageFile(PKI_FILES.ca, m.caCertPem)}
 ${stageFile(PKI_FILES.serverCert, m.serverCertPem)}
 ${stageFile(PKI_FILES.peerCert, m.peerCertPem)}
 ${stageFile(PKI_FILES.healthcheckCert, m.healthcheckCertPem)}
-${stageFile("etcd.conf.yml", m.config)}
-${stageFile(UNIT_NAME, m.unit)}
 hakube_put_stdin ${secretIndex("serverKey")} "$stage/${PKI_FILES.serverKey}" 0600 root root >/dev/null
 hakube_put_stdin ${secretIndex("peerKey")} "$stage/${PKI_FILES.peerKey}" 0600 root root >/dev/null
 hakube_put_stdin ${secretIndex("healthcheckKey")} "$stage/${PKI_FILES.healthcheckKey}" 0600 root root >/dev/null
@@ -582,10 +604,12 @@ check_pair() {
 }
 check_pair server sslserver sslclient
 check_pair peer sslserver sslclient
-check_pair healthcheck-client sslclient
-getent passwd etcd >/dev/null || hakube_fail "user etcd does not exist (the install step creates it)"
+check_pair healthcheck-client sslclient`;
+}
 
-# 2. Membership: this code bootstraps a fixed member list and never changes a running cluster's.
+/** Bash: section 2, the member-list rules (uses the staged certificates). Sets $fresh. */
+export function membershipChecks(m: MemberScriptInput): string {
+  return `# 2. Membership: this code bootstraps a fixed member list and never changes a running cluster's.
 if [ -d "$data_dir/member" ]; then
   fresh=0
   recorded=$(cat "$state_dir/initial-cluster" 2>/dev/null || true)
@@ -610,7 +634,45 @@ else
     joined=$(printf '%s\\n' "$listing" | awk -F', ' -v p="$self_peer" '{ n = split($4, u, ","); for (i = 1; i <= n; i++) if (u[i] == p) print $5 }')
     [ -z "$joined" ] || hakube_fail "$member has run in this cluster before but $data_dir/member is missing (data removed, or etcd.dataDir changed): refusing to start it as a new member"
   fi
-fi
+fi`;
+}
+
+/** Bash: before a rolling restart, refuse a version change etcd does not support (one minor up at a time, no downgrade). */
+export function versionStepCheck(m: Pick<MemberScriptInput, "version">, paths: EtcdPaths): string {
+  return `# etcd upgrades one minor at a time and never downgrades: refuse before taking the member down
+running=$(etcdctl "\${etcd_tls[@]}" --endpoints="$self_client" endpoint status -w simple 2>/dev/null | awk -F', ' 'NR == 1 { print $3 }')
+target=${m.version !== undefined ? shq(majorMinor(m.version)) : `$({ ${etcdBinary("apt", paths)} --version 2>/dev/null || true; } | awk '/^etcd Version:/ && !v { split($3, p, "."); v = p[1] "." p[2] } END { print v }')  # the distribution's etcd (etcd.version not set)`}
+if [ -n "$running" ]; then
+  r_minor=\${running#*.}; r_minor=\${r_minor%%.*}; t_minor=\${target#*.}
+  if [ "\${running%%.*}" != "\${target%%.*}" ] || [ "$t_minor" -lt "$r_minor" ] || [ "$t_minor" -gt "$((r_minor + 1))" ]; then
+    hakube_fail "$member runs etcd $running; going to $target is not a supported upgrade (one minor version at a time, no downgrades): nothing restarted"
+  fi
+fi`;
+}
+
+/** Bash: record the bootstrap member list (a fresh member) and the deployment. */
+export function recordMember(deployment: EtcdDeployment): string {
+  return `printf '%s\\n' ${deployment} | hakube_put "$state_dir/deployment" 0644 root root >/dev/null`;
+}
+
+/**
+ * The member step: stage → validate → refuse member-list changes → swap in → start or rolling
+ * restart. Secret payloads on stdin, in `MEMBER_SECRETS` order.
+ */
+export function renderMemberScript(m: MemberScriptInput): string {
+  const paths = m.paths ?? DEFAULT_PATHS;
+  const waits = { ...WAITS, ...(m.waits ?? {}) };
+  const pki = (f: string) => shq(`${paths.pkiDir}/${f}`);
+  return `${memberPreamble(m, paths, "systemd")}
+${deploymentGuard("systemd")}
+
+# 1. Stage every file in a private directory and validate it: nothing is swapped in before all checks pass.
+${stageCertificates(m)}
+${stageFile("etcd.conf.yml", m.config)}
+${stageFile(UNIT_NAME, m.unit)}
+getent passwd etcd >/dev/null || hakube_fail "user etcd does not exist (the install step creates it)"
+
+${membershipChecks(m)}
 
 # 3. Swap the validated files in (each atomically, only when different).
 unit_changed=0
@@ -629,6 +691,7 @@ hakube_put ${shq(paths.unitFile)} 0644 root root < "$stage/${UNIT_NAME}"
 hakube_dir "$data_dir" 0700 etcd etcd
 hakube_dir "$state_dir" 0755 root root
 printf '%s\\n' "$owner" | hakube_put "$state_dir/owner" 0644 root root
+${recordMember("systemd")}
 
 # 4. systemd: reload when the unit changed, enable at boot.
 if [ "$unit_changed" = 1 ] || [ "$(systemctl show -p NeedDaemonReload --value ${UNIT_NAME} 2>/dev/null || true)" = yes ]; then
@@ -648,15 +711,7 @@ if [ "$state" = active ] && [ "$applied" = "$stamp" ]; then
 elif [ "$state" = active ] && [ -n "$applied" ]; then
   # Rolling restart (the member steps run one host at a time): never take a second member down.
   etcd_wait ${waits.beforeRestart} "before restarting $member (restarting now could lose the quorum)"
-  # etcd upgrades one minor at a time and never downgrades: refuse before taking the member down
-  running=$(etcdctl "\${etcd_tls[@]}" --endpoints="$self_client" endpoint status -w simple 2>/dev/null | awk -F', ' 'NR == 1 { print $3 }')
-  target=${m.version !== undefined ? shq(majorMinor(m.version)) : `$({ ${etcdBinary("apt", paths)} --version 2>/dev/null || true; } | awk '/^etcd Version:/ && !v { split($3, p, "."); v = p[1] "." p[2] } END { print v }')  # the distribution's etcd (etcd.version not set)`}
-  if [ -n "$running" ]; then
-    r_minor=\${running#*.}; r_minor=\${r_minor%%.*}; t_minor=\${target#*.}
-    if [ "\${running%%.*}" != "\${target%%.*}" ] || [ "$t_minor" -lt "$r_minor" ] || [ "$t_minor" -gt "$((r_minor + 1))" ]; then
-      hakube_fail "$member runs etcd $running; going to $target is not a supported upgrade (one minor version at a time, no downgrades): nothing restarted"
-    fi
-  fi
+${versionStepCheck(m, paths).replace(/^/gm, "  ")}
   t0=$SECONDS
   old_pid=$(systemctl show -p MainPID --value ${UNIT_NAME})
   echo "restarting $member (configuration, certificates or binary changed)"
@@ -704,9 +759,7 @@ export function renderMemberDeleteScript(d: { owner: string; dataDir: string; pa
     paths.unitFile,
     paths.configFile,
     ...Object.values(PKI_FILES).map((f) => `${paths.pkiDir}/${f}`),
-    `${paths.stateDir}/applied`,
-    `${paths.stateDir}/initial-cluster`,
-    `${paths.stateDir}/owner`,
+    ...STATE_FILES.map((f) => `${paths.stateDir}/${f}`),
   ];
   return `# stop etcd on this host; its data directory ${d.dataDir} is kept
 owner=${shq(d.owner)}

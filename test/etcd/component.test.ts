@@ -253,4 +253,53 @@ describe("variants", () => {
     expect(script).toContain("others=''");
     expect(parse(stagedFile(script, "etcd.conf.yml"))["initial-cluster"]).toBe("etcd1=https://10.123.0.21:2380");
   });
+
+  describe("etcd.deployment: kubeadm", () => {
+    const KUBEADM: StackConfig = { ...DEV, "hakube:etcd": { ...(DEV["hakube:etcd"] as object), deployment: "kubeadm" } };
+
+    test("each member host is prepared like a node (etcd-prepare-<host>) before its member step; the member runs kubeadm's phase into the stage", async () => {
+      const r = await run(KUBEADM);
+      const names = r.commands.map((c) => c.name);
+      for (const h of ETCD) {
+        expect(names).toContain(`etcd-prepare-${h}`);
+        const member = r.byName(`etcd-member-${h}`);
+        expect(member.dependencies).toEqual(expect.arrayContaining([`etcd-prepare-${h}`, `etcd-install-${h}`]));
+        const script = member.inputs.create as string;
+        expect(script).toContain('kubeadm --rootfs "$stage/root" init phase etcd local --config /kubeadm.yaml');
+        const cfg = stagedFile(script, "kubeadm.yaml");
+        const docs = cfg.split(/^---$/m).map((d) => parse(d));
+        const cluster = docs.find((d) => d.kind === "ClusterConfiguration");
+        expect(cluster.etcd.local.imageTag).toBe("3.6.16-0");
+        expect(cluster.etcd.local.imageRepository).toBe("10.123.0.1:5000/k8s");
+        const args = Object.fromEntries((cluster.etcd.local.extraArgs as { name: string; value: string }[]).map((a) => [a.name, a.value]));
+        expect(args["initial-cluster"]).toBe(ETCD.map((n) => `${n}=https://${ADDR[n]}:2380`).join(","));
+        expect(args.name).toBe(h);
+        // the stamp in the manifest's env is the one in the command text: a certificate change restarts the pod
+        const stamp = /^stamp='?([0-9a-f]{64})'?$/m.exec(script)![1];
+        expect(cluster.etcd.local.extraEnvs).toEqual([{ name: "HAKUBE_ETCD_STAMP", value: stamp }]);
+        expect(docs.find((d) => d.kind === "InitConfiguration").localAPIEndpoint.advertiseAddress).toBe(ADDR[h]);
+        expect(stagedFile(script, "kubelet.yaml")).toMatch(/^staticPodPath: \/etc\/kubernetes\/manifests$/m);
+        expect(member.inputs.delete as string).toContain("removed etcd's static pod");
+      }
+      // the health gate checks with kubeadm's certificate paths
+      expect(r.byName("etcd-health-etcd1").inputs.create as string).toContain("/etc/kubernetes/pki/etcd/healthcheck-client.crt");
+      // the preflight reserves the kubelet's and etcd's local ports
+      expect(r.byName("hosts-preflight-etcd1").inputs.create as string).toMatch(/check_port 2381 /);
+    });
+
+    test("the systemd deployment (the default) prepares no etcd host and runs no kubelet there", async () => {
+      const r = await run(DEV);
+      expect(r.commands.filter((c) => /^etcd-prepare-/.test(c.name))).toEqual([]);
+      expect(r.byName("etcd-member-etcd1").inputs.create as string).not.toContain("kubeadm --rootfs");
+      expect(r.byName("hosts-preflight-etcd1").inputs.create as string).not.toMatch(/check_port 2381 /);
+    });
+
+    test("switching deployment changes every member script (the hosts refuse it), and nothing of the control planes but the etcd client files they already had", async () => {
+      const state: ResourceState = new Map();
+      const a = await run(DEV, { state });
+      const b = await run(KUBEADM, { state });
+      for (const h of ETCD) expect(b.byName(`etcd-member-${h}`).inputs.create).not.toBe(a.byName(`etcd-member-${h}`).inputs.create);
+      for (const n of ["controlplane-kubeadm-cp1", "workers-join-worker1", "lb-proxy-lb1"]) expect(b.byName(n).inputs.create, n).toBe(a.byName(n).inputs.create);
+    });
+  });
 });

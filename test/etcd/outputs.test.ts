@@ -34,7 +34,7 @@ test("endpoints, CA, apiserver client certificate and (secret) key; the health g
     members,
     ca: pki.etcdCa,
     algorithm: pki.algorithm,
-    etcd: { version: "3.5.21", source: "download", downloadUrl: "https://example.com/{version}/{arch}.tgz", dataDir: "/var/lib/etcd", heartbeatIntervalMs: 100, electionTimeoutMs: 1000 },
+    etcd: { version: "3.5.21", source: "download", downloadUrl: "https://example.com/{version}/{arch}.tgz", dataDir: "/var/lib/etcd", heartbeatIntervalMs: 100, electionTimeoutMs: 1000, deployment: "systemd" },
     clusterName: "t",
   });
   expect(etcd.endpoints).toEqual(["https://10.0.0.2:2379", "https://10.0.0.1:2379", "https://10.0.0.3:2379"]);

@@ -40,7 +40,7 @@ const members = [
   { name: "etcd3", internalAddress: "10.0.0.23" },
 ];
 const cfgInput = { member: members[1], members, clusterName: "prod", dataDir: "/var/lib/etcd" };
-const etcdSpec = (o: Partial<EtcdSpec> = {}): EtcdSpec => ({ version: "3.6.6", source: "download", downloadUrl: DEFAULT_ETCD_DOWNLOAD_URL, dataDir: "/var/lib/etcd", heartbeatIntervalMs: 100, electionTimeoutMs: 1000, ...o });
+const etcdSpec = (o: Partial<EtcdSpec> = {}): EtcdSpec => ({ version: "3.6.6", source: "download", downloadUrl: DEFAULT_ETCD_DOWNLOAD_URL, dataDir: "/var/lib/etcd", heartbeatIntervalMs: 100, electionTimeoutMs: 1000, deployment: "systemd", ...o });
 
 /** Run a script body the way a step does (strict mode, helpers, stdin payloads). */
 function runBody(body: string, o: { stdin?: string[]; env?: Record<string, string>; bashEnv?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -17,8 +17,10 @@ import * as path from "node:path";
 import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TOKENS, type Registration } from "../harness/mocks";
-import { runProgram } from "../harness/program";
+import { readStackFile, runProgram } from "../harness/program";
+import { CHANGE_LINE, rerunAll } from "./checks";
 import { deployLab, deployReport, writeOutputs, type LabDeployResult } from "./deploy";
+import { etcdClusterChecks, etcdCrashTests } from "./etcd-checks";
 import {
   connections,
   EtcdCreds,
@@ -43,6 +45,11 @@ import { LB_HEALTH_PORT } from "../../components/config/defaults";
 import type { SshTarget } from "../harness/ssh";
 
 const KEEP = process.env.HAKUBE_LAB_KEEP === "1";
+/** How the cluster's etcd runs (hakube:etcd.deployment): kubeadm here (the etcd/LB suites cover systemd); HAKUBE_LAB_ETCD_DEPLOYMENT=systemd to compare. */
+const ETCD_DEPLOYMENT = process.env.HAKUBE_LAB_ETCD_DEPLOYMENT ?? "kubeadm";
+if (ETCD_DEPLOYMENT !== "kubeadm" && ETCD_DEPLOYMENT !== "systemd") throw new Error(`HAKUBE_LAB_ETCD_DEPLOYMENT=${ETCD_DEPLOYMENT}: systemd or kubeadm`);
+/** The dev stack with etcd.deployment set: every deploy of this file uses it. */
+const OVERRIDES = { "hakube:etcd": { ...(readStackFile("Pulumi.dev.yaml")["hakube:etcd"] as Record<string, unknown>), deployment: ETCD_DEPLOYMENT } };
 const ALL_COMPONENTS = ["hosts", "pki", "etcd", "lb", "controlplane", "workers"];
 const TOOLCHAIN = spawnSync("bash", [path.join(__dirname, "toolchain", "build.sh"), "--path"], { encoding: "utf8" }).stdout.trim();
 const KUBECTL = path.join(TOOLCHAIN, "bin", "kubectl");
@@ -191,7 +198,7 @@ async function haproxyServers(t: SshTarget, backend: string): Promise<Record<str
   return out;
 }
 
-describe("lab Kubernetes end to end (haproxy): every command run, the cluster used, faults measured", () => {
+describe(`lab Kubernetes end to end (haproxy, etcd.deployment ${ETCD_DEPLOYMENT}): every command run, the cluster used, faults measured`, () => {
   const missing = labPrerequisites() ?? (fs.existsSync(KUBECTL) ? undefined : `no ${KUBECTL}: build the lab's toolchain (sudo npm run lab -- toolchain)`);
   if (missing !== undefined) {
     it(`cannot run: ${missing}`, () => {
@@ -233,7 +240,7 @@ describe("lab Kubernetes end to end (haproxy): every command run, the cluster us
     cps = withRole(topo, "controlplane").map((h) => h.name);
     lbs = withRole(topo, "loadbalancer").map((h) => h.name);
     const log: string[] = [];
-    d = await deployLab({ components: ALL_COMPONENTS, statePath: false, fresh: true, evaluate: runProgram, log: (l) => log.push(l) });
+    d = await deployLab({ components: ALL_COMPONENTS, statePath: false, fresh: true, overrides: OVERRIDES, evaluate: runProgram, log: (l) => log.push(l) });
     outputs = await writeOutputs(d.result);
     regs = d.result.harness.registrations;
     report.set("deploy", deployReport(d, ALL_COMPONENTS));
@@ -328,6 +335,53 @@ describe("lab Kubernetes end to end (haproxy): every command run, the cluster us
     } finally {
       creds.dispose();
     }
+  });
+
+  describe(`etcd (deployment ${ETCD_DEPLOYMENT}): the etcd suites' assertions on the cluster's own etcd`, () => {
+    const etcdNames = () => withRole(topo, "etcd").map((h) => h.name);
+    const ctx = () => ({ endpoints: outputs.etcdEndpoints as string[], etcdNames: etcdNames(), topo, reg, report, figure, targets });
+    /** The etcd process on each member host, and (kubeadm) its container and the kubelet's PID. */
+    const processes = async () =>
+      Object.fromEntries(
+        await Promise.all(
+          etcdNames().map(async (n) => [n, (await onHostOk(targets[n], "echo etcd=$(pgrep -xo etcd) container=$(crictl ps --name '^etcd$' --state running -q 2>/dev/null) kubelet=$(systemctl show -p MainPID --value kubelet 2>/dev/null)")).trim()] as const),
+        ),
+      );
+
+    if (ETCD_DEPLOYMENT === "kubeadm")
+      it("each member is kubeadm's static pod of the site's etcd image under a standalone kubelet: no etcd.service, no kubeconfig, not a node", async () => {
+        const k = d.config["hakube:kubernetes"] as { imageRepository: string };
+        const e = d.config["hakube:etcd"] as { version: string };
+        for (const n of etcdNames()) {
+          const out = await onHostOk(
+            targets[n],
+            `grep -c -F -x '    image: ${k.imageRepository}/etcd:${e.version}-0' /etc/kubernetes/manifests/etcd.yaml || true
+crictl ps --name '^etcd$' --state running -q | wc -l
+systemctl is-active kubelet || true
+systemctl is-active etcd || true
+test -e /etc/kubernetes/kubelet.conf && echo kubeconfig || echo no-kubeconfig
+stat -c %a /etc/kubernetes/pki/etcd/server.key /etc/kubernetes/pki/etcd/peer.key /etc/kubernetes/hakube/etcd-kubeadm.yaml /etc/kubernetes/manifests/etcd.yaml | paste -sd' '
+cat /var/lib/hakube/etcd/deployment`,
+          );
+          expect(out.trim().split("\n"), n).toEqual(["1", "1", "active", "inactive", "no-kubeconfig", "600 600 600 600", "kubeadm"]);
+        }
+      });
+
+    etcdClusterChecks(ctx);
+
+    it("idempotency: every etcd command run again exits 0 and changes nothing; no process is restarted", async () => {
+      const before = await processes();
+      const reruns = await rerunAll(d.executions.filter((e) => e.component === "etcd"));
+      const after = await processes();
+      report.set("etcdIdempotency", { reruns: reruns.length, maxMs: round(Math.max(...reruns.map((r) => r.ms))), printed: reruns.map((r) => `${r.name}: ${r.stdout.trim().split("\n").pop()}`) });
+      expect(reruns.length).toBe(d.executions.filter((e) => e.component === "etcd" && !e.skipped).length);
+      expect(reruns.filter((r) => r.exitCode !== 0).map((r) => `${r.name}: exit ${r.exitCode}: ${r.stderr.trim().slice(-400)}`)).toEqual([]);
+      expect(reruns.filter((r) => CHANGE_LINE.test(r.stdout)).map((r) => `${r.name}: ${r.stdout.trim()}`)).toEqual([]);
+      expect(after).toEqual(before);
+      for (const [n, p] of Object.entries(before)) expect(p, n).toMatch(/^etcd=\d+ /);
+    }, 10 * 60_000);
+
+    etcdCrashTests(ctx, ETCD_DEPLOYMENT === "kubeadm" ? "process" : "host");
   });
 
   describe("workloads", () => {
@@ -425,7 +479,7 @@ spec:
     });
 
     it("a second deploy with the same config runs nothing (as an unchanged `pulumi up`)", async () => {
-      const again = await deployLab({ components: ALL_COMPONENTS, statePath: false, state: d.state, ran: d.ran, evaluate: runProgram, log: () => undefined });
+      const again = await deployLab({ components: ALL_COMPONENTS, statePath: false, state: d.state, ran: d.ran, overrides: OVERRIDES, evaluate: runProgram, log: () => undefined });
       report.set("unchangedDeploy", { executed: again.figures.executed, unchanged: again.figures.unchanged });
       expect(again.figures.executed).toBe(0);
       expect(again.figures.unchanged).toBe(d.figures.executed);
@@ -550,7 +604,7 @@ spec:
 
       it("removing a worker runs only its delete steps (drain + delete the node, then kubeadm reset) and the load balancers' backend lists", async () => {
         const victim = workers[1];
-        const r = await deployLab({ components: ALL_COMPONENTS, statePath: false, state: state(), ran: ran(), overrides: { "hakube:hosts": hostsWithout(victim) }, evaluate: runProgram, log: () => undefined });
+        const r = await deployLab({ components: ALL_COMPONENTS, statePath: false, state: state(), ran: ran(), overrides: { ...OVERRIDES, "hakube:hosts": hostsWithout(victim) }, evaluate: runProgram, log: () => undefined });
         state = () => r.state;
         ran = () => r.ran;
         const executed = r.executions.filter((e) => !e.skipped).map((e) => e.name).sort();
@@ -566,7 +620,7 @@ spec:
 
       it("adding it back joins only that host (its own steps and the load balancers' backend lists)", async () => {
         const victim = workers[1];
-        const r = await deployLab({ components: ALL_COMPONENTS, statePath: false, state: state(), ran: ran(), evaluate: runProgram, log: () => undefined });
+        const r = await deployLab({ components: ALL_COMPONENTS, statePath: false, state: state(), ran: ran(), overrides: OVERRIDES, evaluate: runProgram, log: () => undefined });
         const executed = r.executions.filter((e) => !e.skipped).map((e) => e.name);
         report.set("addWorker", { executed, wallMs: r.figures.wallMs });
         const own = executed.filter((n) => n.endsWith(`-${victim}`));

@@ -289,8 +289,22 @@ export function deployReport(d: LabDeployResult, components: string[]): Record<s
     ratio: Number((f.wallMs / Math.max(1, f.criticalPathMs)).toFixed(2)),
     criticalPath: f.criticalPath,
     commandsPerHost: f.commandsPerHost,
+    componentSpans: componentSpans(d.executions),
     steps: d.executions.filter((e) => !e.skipped).map((e) => ({ name: e.name, ms: e.endMs - e.startMs })),
   };
+}
+
+/** Per component, from its first executed command's start to its last one's end (ms since the deploy started). */
+export function componentSpans(executions: LabDeployResult["executions"]): Record<string, { fromMs: number; toMs: number; ms: number }> {
+  const out: Record<string, { fromMs: number; toMs: number; ms: number }> = {};
+  const t0 = Math.min(...executions.map((e) => e.startMs));
+  for (const e of executions.filter((x) => !x.skipped)) {
+    const c = (out[e.component] ??= { fromMs: Infinity, toMs: 0, ms: 0 });
+    c.fromMs = Math.min(c.fromMs, Math.round(e.startMs - t0));
+    c.toMs = Math.max(c.toMs, Math.round(e.endMs - t0));
+    c.ms = c.toMs - c.fromMs;
+  }
+  return out;
 }
 
 /** Write the stack outputs (kubeconfig 0600) into the lab directory. */

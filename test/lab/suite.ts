@@ -34,10 +34,6 @@ import {
 import { ETCD_LB_COMPONENTS, deployLab, deployReport, labGeneration, writeSecretFile, type LabDeployResult } from "./deploy";
 import {
   connections,
-  EtcdCreds,
-  EtcdKv,
-  etcdctl,
-  etcdStatus,
   holders,
   LAB_DIR,
   labIsUp,
@@ -46,7 +42,6 @@ import {
   now,
   onHost,
   onHostOk,
-  percentile,
   pid1Of,
   round,
   sleep,
@@ -57,6 +52,7 @@ import {
   withRole,
   type Topology,
 } from "./labctl";
+import { etcdClusterChecks, etcdCrashTests } from "./etcd-checks";
 import { LabReport } from "./report";
 
 export type Engine = "haproxy" | "nginx";
@@ -159,8 +155,6 @@ export function labSuite(engine: Engine): void {
     let vip: string;
     let port: number;
     let outputs: Record<string, any>;
-    let creds: EtcdCreds | undefined;
-    let hcCreds: EtcdCreds | undefined;
     let endpoints: string[];
     let regs: Registration[];
     const reg = (name: string) => {
@@ -218,8 +212,6 @@ export function labSuite(engine: Engine): void {
     }, 15 * 60_000);
 
     afterAll(async () => {
-      creds?.dispose();
-      hcCreds?.dispose();
       const file = report.write();
       console.log(`[lab ${engine}] report: ${file}`);
       if (KEEP) console.log(`[lab ${engine}] HAKUBE_LAB_KEEP=1: the lab stays up`);
@@ -242,71 +234,7 @@ export function labSuite(engine: Engine): void {
     });
 
     describe("etcd", () => {
-      beforeAll(() => {
-        const ca = reg("pki-etcd-ca-cert").certPem as string;
-        creds = new EtcdCreds({ caCertPem: ca, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
-        hcCreds = new EtcdCreds({ caCertPem: ca, certPem: reg("etcd-healthcheck-client-cert").certPem, keyPem: reg("etcd-healthcheck-client-key").privateKeyPem });
-      });
-
-      it("is healthy through mutual TLS with the program's own client certificates (apiserver-etcd-client, healthcheck-client)", () => {
-        expect(endpoints).toEqual(withRole(topo, "etcd").map((h) => `https://${h.address}:2379`));
-        for (const c of [creds!, hcCreds!]) {
-          const h = etcdctl(c, endpoints, ["endpoint", "health"]);
-          expect(h.exitCode, h.stderr + h.stdout).toBe(0);
-          expect((h.stdout + h.stderr).match(/is healthy/g)?.length).toBe(endpoints.length);
-        }
-        const m = etcdctl(creds!, endpoints, ["member", "list", "-w", "json"]);
-        expect(m.exitCode, m.stderr).toBe(0);
-        const members = JSON.parse(m.stdout).members as { name: string; clientURLs: string[] }[];
-        expect(members.map((x) => x.name).sort()).toEqual([...etcdNames].sort());
-        expect(members.flatMap((x) => x.clientURLs).sort()).toEqual([...endpoints].sort());
-        const status = etcdStatus(creds!, endpoints);
-        expect(status).toHaveLength(endpoints.length);
-        expect(new Set(status.map((x) => x.clusterId)).size).toBe(1);
-        expect(new Set(status.map((x) => x.leader)).size).toBe(1);
-        expect(status.map((x) => x.memberId)).toContain(status[0].leader);
-      });
-
-      it("refuses a client without a certificate, and one with a certificate from another CA (the Kubernetes CA's admin)", async () => {
-        const anon = etcdctl(creds!, endpoints, ["endpoint", "health"], { anonymous: true, timeoutS: 2 });
-        expect(anon.exitCode).not.toBe(0);
-        expect(anon.stdout + anon.stderr).not.toMatch(/is healthy/);
-        const ca = reg("pki-etcd-ca-cert").certPem as string;
-        const refusal = async (c: { caCertPem: string; certPem?: string; keyPem?: string }) => {
-          const kv = new EtcdKv(endpoints[0], c);
-          try {
-            await kv.put("e2e/refused", "x", 3000);
-            return undefined;
-          } catch (e) {
-            return (e as Error).message;
-          } finally {
-            kv.close();
-          }
-        };
-        const anonymous = await refusal({ caCertPem: ca });
-        const otherCa = await refusal({ caCertPem: ca, certPem: reg("pki-admin-cert").certPem, keyPem: reg("pki-admin-key").privateKeyPem });
-        report.set("etcdRefusals", { anonymous: anonymous?.match(/[^:]*bad certificate|tls: [a-z ]+/)?.[0] ?? anonymous, otherCa: otherCa?.match(/[^:]*bad certificate|tls: [a-z ]+/)?.[0] ?? otherCa });
-        expect(anonymous, "a write without a client certificate").toMatch(/certificate/);
-        // etcd 3.4 names the certificate; 3.6 ends the TLS handshake and gRPC reports the channel UNAVAILABLE
-        expect(otherCa, "a write with a certificate from the Kubernetes CA").toMatch(/certificate|UNAVAILABLE/);
-        const g = etcdctl(creds!, [endpoints[0]], ["get", "e2e/refused", "--print-value-only"]);
-        expect(g.exitCode, g.stderr).toBe(0);
-        expect(g.stdout.trim(), "no refused write landed").toBe("");
-      });
-
-      it("replicates: data written through one member is read back from each other member's own copy", async () => {
-        const value = `written-through-${etcdNames[0]}-${Date.now()}`;
-        const put = etcdctl(creds!, [endpoints[0]], ["put", "e2e/replication", value]);
-        expect(put.exitCode, put.stderr).toBe(0);
-        for (const ep of endpoints.slice(1)) {
-          // serializable: the member answers from its own store, without asking the leader
-          const got = await waitFor(`e2e/replication on ${ep}`, () => {
-            const g = etcdctl(creds!, [ep], ["get", "e2e/replication", "--consistency=s", "--print-value-only"]);
-            return g.exitCode === 0 && g.stdout.trim() === value;
-          }, 5000, 100);
-          expect(got.value).toBe(true);
-        }
-      });
+      etcdClusterChecks(() => ({ endpoints, etcdNames, topo, reg, report }));
     });
 
     describe("load balancers", () => {
@@ -603,104 +531,7 @@ export function labSuite(engine: Engine): void {
         expect(await holders(lbs, vip)).toEqual([holder]);
       }, 120_000);
 
-      it("crash of an etcd follower: writes keep succeeding; the member rejoins after `lab start` and the cluster is healthy", async () => {
-        const leaderEp = etcdStatus(creds!, endpoints).find((x) => x.memberId === x.leader)!.endpoint;
-        const victimEp = [...endpoints].reverse().find((e) => e !== leaderEp)!;
-        const victim = withRole(topo, "etcd").find((h) => victimEp.includes(`//${h.address}:`))!.name;
-        const writer = new EtcdKv(leaderEp, { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
-        try {
-          const base: number[] = [];
-          for (let i = 0; i < 30; i++) base.push(await writer.put(`e2e/baseline/${i}`, String(i)));
-          await labRun(["crash", victim]);
-          const tDown = now();
-          const lat: number[] = [];
-          const errors: string[] = [];
-          let i = 0;
-          while (now() - tDown < 5000) {
-            try {
-              lat.push(await writer.put(`e2e/while-down/${i++}`, String(i), 3000));
-            } catch (e) {
-              errors.push((e as Error).message);
-            }
-            await sleep(20);
-          }
-          const marker = `written-while-${victim}-was-down-${Date.now()}`;
-          await writer.put("e2e/while-down/marker", marker);
-          const tStart = now();
-          const started = await labRun(["start", victim]);
-          const healthy = await waitFor(`${victim} healthy`, () => etcdctl(creds!, [victimEp], ["endpoint", "health"], { timeoutS: 2 }).exitCode === 0, 60_000, 100);
-          const own = new EtcdKv(victimEp, { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
-          let caught;
-          try {
-            caught = await waitFor(`${victim} has the data written while it was down`, async () => (await own.getLocal("e2e/while-down/marker")) === marker, 30_000, 100);
-          } finally {
-            own.close();
-          }
-          const all = etcdctl(creds!, endpoints, ["endpoint", "health"]);
-          const fig = {
-            member: victim,
-            writesThrough: leaderEp,
-            writes: lat.length,
-            failed: errors.length,
-            p50Ms: round(percentile(lat, 50)),
-            p99Ms: round(percentile(lat, 99)),
-            maxMs: round(Math.max(...lat)),
-            baselineP50Ms: round(percentile(base, 50)),
-            baselineMaxMs: round(Math.max(...base)),
-            sshAfterStartMs: round(started.ms),
-            rejoinMs: round(healthy.at - tStart),
-            caughtUpMs: round(caught.at - tStart),
-          };
-          figure("etcdFollower", fig);
-          expect(errors).toEqual([]);
-          expect(lat.length).toBeGreaterThan(20);
-          expect(fig.maxMs).toBeLessThan(2000);
-          expect(all.exitCode, all.stderr).toBe(0);
-          expect((all.stdout + all.stderr).match(/is healthy/g)?.length).toBe(endpoints.length);
-        } finally {
-          writer.close();
-          if (!pid1Of(victim)) await labRun(["start", victim], { allowFail: true });
-        }
-      }, 180_000);
-
-      it("crash of the etcd leader: a new leader takes writes within 15 s; the old one rejoins", async () => {
-        const leaderEp = etcdStatus(creds!, endpoints).find((x) => x.memberId === x.leader)!.endpoint;
-        const leader = withRole(topo, "etcd").find((h) => leaderEp.includes(`//${h.address}:`))!.name;
-        const viaEp = endpoints.find((e) => e !== leaderEp)!;
-        const writer = new EtcdKv(viaEp, { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
-        try {
-          await writer.put("e2e/leader/before", "x");
-          const tCmd = now();
-          const crash = labRun(["crash", leader]);
-          let lastOk = tCmd;
-          let firstFail = 0;
-          let recovered = 0;
-          let failures = 0;
-          let i = 0;
-          while (!recovered && now() - tCmd < 20_000) {
-            try {
-              await writer.put(`e2e/leader/${i++}`, "x", 500);
-              if (firstFail) recovered = now();
-              else lastOk = now();
-            } catch {
-              failures++;
-              if (!firstFail) firstFail = now();
-            }
-            await sleep(20);
-          }
-          await crash;
-          // resolution: one write attempt (≤ 500 ms each, then 20 ms apart)
-          const fig = { leader, writesThrough: viaEp, unavailableMs: firstFail ? round(recovered - lastOk) : 0, failedWrites: failures };
-          figure("etcdLeader", fig);
-          expect(!firstFail || recovered > 0, "writes succeed again").toBe(true);
-          expect(fig.unavailableMs).toBeLessThan(15_000);
-          await labRun(["start", leader]);
-          await waitFor("every member healthy", () => etcdctl(creds!, endpoints, ["endpoint", "health"], { timeoutS: 2 }).exitCode === 0, 60_000, 200);
-        } finally {
-          writer.close();
-          if (!pid1Of(leader)) await labRun(["start", leader], { allowFail: true });
-        }
-      }, 180_000);
+      etcdCrashTests(() => ({ endpoints, etcdNames, topo, reg, report, figure }), "host");
 
       it("partition of the VIP holder (both rounds: the first and the second load balancer cut off): both hold while it is cut off; on heal exactly one holder, the first in host order", async () => {
         const rounds: Record<string, unknown>[] = [];
