@@ -27,6 +27,8 @@ const hostsOf = (c: StackConfig) => c["hakube:hosts"] as BenchHost[];
 const obj = (c: StackConfig, k: string) => (c[`hakube:${k}`] ?? {}) as Record<string, unknown>;
 const isCommand = (r: ResourceKind) => r.type === "command";
 
+const etcdHosts = (c: StackConfig) => hostsOf(c).filter((h) => h.roles.includes("etcd")).map((h) => h.name);
+
 /** The host whose labels the `labels` knob changes: the second Kubernetes node that runs workloads. */
 export function labelTarget(c: StackConfig): string {
   return hostsOf(c).filter((h) => h.roles.includes("worker"))[1]?.name ?? hostsOf(c).find((h) => h.roles.includes("worker"))!.name;
@@ -81,6 +83,14 @@ export const KNOBS: Knob[] = [
     change: (c) => ({ ...c, "hakube:etcd": { ...obj(c, "etcd"), version: "3.6.17" } }),
     mayChange: (r) => isCommand(r) && /^etcd-(install|member|health)$/.test(r.kind),
     allowed: "the etcd install, member and health steps",
+  },
+  {
+    id: "etcd-deployment",
+    what: "etcd.deployment systemd → kubeadm",
+    change: (c) => ({ ...c, "hakube:etcd": { ...obj(c, "etcd"), deployment: "kubeadm" } }),
+    mayChange: (r, c) => isCommand(r) && (/^etcd-(install|member|health)$/.test(r.kind) || (r.kind === "hosts-preflight" && etcdHosts(c).includes(r.host ?? ""))),
+    adds: (r, c) => isCommand(r) && r.kind === "etcd-prepare" && etcdHosts(c).includes(r.host ?? ""),
+    allowed: "the etcd steps and the etcd hosts' preflights (kubelet ports); adds node preparation on the etcd hosts",
   },
   {
     id: "kubernetes-version",

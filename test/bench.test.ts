@@ -114,6 +114,14 @@ describe(`blast radius: ${BLAST_HOSTS} generated hosts`, () => {
     expect(c.changed).toEqual(["etcd-health-etcd1", ...["etcd1", "etcd2", "etcd3"].flatMap((h) => [`etcd-install-${h}`, `etcd-member-${h}`])].sort());
   });
 
+  it("etcd deployment systemd → kubeadm: the etcd steps and the etcd hosts' preflights; node preparation added on the etcd hosts only", async () => {
+    const c = await changeOf("etcd-deployment");
+    expect(c.result.violations).toEqual([]);
+    const etcd = ["etcd1", "etcd2", "etcd3"];
+    expect(c.changed).toEqual(["etcd-health-etcd1", ...etcd.flatMap((h) => [`etcd-install-${h}`, `etcd-member-${h}`, `hosts-preflight-${h}`])].sort());
+    expect(c.added).toEqual(etcd.map((h) => `etcd-prepare-${h}`));
+  });
+
   it("Kubernetes version: the nodes' prepare steps and the first control plane's kubeadm step only", async () => {
     const c = await changeOf("kubernetes-version");
     expect(c.result.violations).toEqual([]);

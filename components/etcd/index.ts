@@ -14,6 +14,7 @@ import {
   etcdImage,
   etcdImageTag,
   KUBEADM_PATHS,
+  kubeadmMemberSettings,
   renderEtcdKubeletConfig,
   renderKubeadmEtcdConfig,
   renderKubeadmMemberDeleteScript,
@@ -154,9 +155,9 @@ export class EtcdCluster extends pulumi.ComponentResource {
       const { server, peer } = certs.get(h.name)!;
       const owner = `${name}-member-${h.name}`;
       const kubeadmInput = { member, members, clusterName, dataDir: etcd.dataDir, tuning, kubernetesVersion: k?.version ?? "", imageRepository: k?.imageRepository, imageTag };
-      // what the member's process runs with: etcd.conf.yml + unit (systemd), or kubeadm's configuration + the kubelet's (kubeadm)
-      const config = kubeadm ? renderKubeadmEtcdConfig(kubeadmInput) : renderConfig({ member, members, clusterName, dataDir: etcd.dataDir, tuning });
-      const unit = kubeadm ? kubeletConfig + kubeletDropIn : renderUnit({ member: h.name, address: h.internalAddress, clusterName, source: etcd.source, version: etcd.version });
+      // what the member's process runs with: etcd.conf.yml + unit (systemd), or the static pod's image, data dir and flags (kubeadm; the kubelet's own files restart the kubelet, not etcd)
+      const config = kubeadm ? kubeadmMemberSettings(kubeadmInput) : renderConfig({ member, members, clusterName, dataDir: etcd.dataDir, tuning });
+      const unit = kubeadm ? "" : renderUnit({ member: h.name, address: h.internalAddress, clusterName, source: etcd.source, version: etcd.version });
       const rendered = pulumi
         .all([args.ca.certPem, server.certPem, peer.certPem, healthcheck.certPem])
         .apply(([caCertPem, serverCertPem, peerCertPem, healthcheckCertPem]) => {

@@ -149,6 +149,16 @@ export function renderKubeadmEtcdConfig(i: KubeadmEtcdInput): string {
   );
 }
 
+/**
+ * What the member's static pod is made from (its content stamp's "config"): the image, the data
+ * dir and the flags — not the Kubernetes version kubeadm's configuration also names, so a
+ * Kubernetes upgrade re-renders the manifest (the step compares it) without restarting etcd
+ * unless kubeadm's rendering itself changed.
+ */
+export function kubeadmMemberSettings(i: KubeadmEtcdInput): string {
+  return stringify({ image: etcdImage(i.imageRepository, i.imageTag), dataDir: i.dataDir, extraArgs: etcdExtraArgs(i) }, { lineWidth: 0 });
+}
+
 /** The etcd image kubeadm runs: `<repository>/etcd:<tag>`. */
 export function etcdImage(imageRepository: string | undefined, tag: string): string {
   return `${imageRepository ?? "registry.k8s.io"}/etcd:${tag}`;
