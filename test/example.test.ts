@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { WORKER_STDIN } from "../components/workers/render";
 import { TOKENS } from "./harness/mocks";
 import { command, innerScript, stdinItems } from "./harness/fixtures";
-import { runProgram, TEST_SSH_KEY, type StackConfig } from "./harness/program";
+import { readStackFile, runProgram, TEST_SSH_KEY, type StackConfig } from "./harness/program";
 
 const JOIN_INFO = { endpoint: "10.0.0.100:6443", token: "abcdef.0123456789abcdef", caCertHash: `sha256:${"ab".repeat(32)}` };
 const CLUSTER = "myorg/hakube/prod";
@@ -85,5 +85,37 @@ describe("examples/worker-pool", () => {
     const r = await run(config({ "workerPool:hosts": [{ name: "Bad_Name", address: "10.0.0.51", roles: ["worker"] }], "workerPool:kubernetes": { containerd: { source: "snap" } } }));
     expect(r.error?.message).toMatch(/workerPool:hosts\[0\]\.name:[\s\S]*workerPool:kubernetes\.containerd\.source:/);
     expect(r.harness.commands()).toEqual([]);
+  });
+
+  it("its dev stack (the lab's: examples/worker-pool/Pulumi.dev.yaml) joins the dev cluster through the site's mirrors", async () => {
+    const file = readStackFile("examples/worker-pool/Pulumi.dev.yaml");
+    const dev = readStackFile("Pulumi.dev.yaml");
+    const devHosts = dev["hakube:hosts"] as { name: string; address: string }[];
+    const r = await runProgram(
+      { ...file, "workerPool:sshPrivateKey": TEST_SSH_KEY },
+      {
+        module: "examples/worker-pool/index",
+        project: "hakube-worker-pool",
+        withProjectDefaults: false,
+        secretKeys: ["workerPool:sshPrivateKey"],
+        stackReferences: { [String(file["workerPool:clusterStack"])]: { outputs: { joinInfo: JOIN_INFO, kubernetesVersion: "1.37.2" }, secret: ["joinInfo"] } },
+      },
+    );
+    if (r.error) throw r.error;
+    expect(file["workerPool:clusterStack"]).toBe("organization/hakube/dev");
+    const names = r.harness.commands().map((c) => c.name).sort();
+    expect(names).toEqual(["hosts-preflight-cp1", "hosts-preflight-pool1", "pool-drain-pool1", "pool-join-pool1", "pool-prepare-pool1", "pool-token-pool1"]);
+    // its control plane is the dev stack's cp1; its host is none of the dev stack's
+    const cp = file["workerPool:controlPlane"] as { name: string; address: string };
+    expect(devHosts.find((h) => h.name === cp.name)?.address).toBe(cp.address);
+    for (const h of file["workerPool:hosts"] as { name: string; address: string }[]) {
+      expect(devHosts.map((d) => d.name)).not.toContain(h.name);
+      expect(devHosts.map((d) => d.address)).not.toContain(h.address);
+    }
+    // the same site settings as the cluster's stack (pause image, mirrors, registry)
+    const prepare = innerScript(command(r.harness, "pool-prepare-pool1").inputs.create);
+    const k = dev["hakube:kubernetes"] as { aptRepository: string; imageRepository: string };
+    expect(prepare).toContain(k.aptRepository);
+    expect(prepare).toContain(`${k.imageRepository}/pause:`);
   });
 });

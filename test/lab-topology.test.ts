@@ -20,6 +20,9 @@ describe("lab topology check", () => {
     expect(r.status).toBe(0);
     const lines = r.stdout.trim().split("\n");
     expect(lines[0]).toBe("host\tlb1\t10.123.0.11\tloadbalancer");
+    // the hosts of examples/worker-pool's dev stack too, marked as the pool's (not the dev stack's workers)
+    expect(lines.at(-2)).toBe("host\tpool1\t10.123.0.51\tworkerpool");
+    expect(lines.filter((l) => l.startsWith("host\t"))).toHaveLength(11);
     expect(lines.at(-1)).toBe("vip\t10.123.0.100\thost0\t6443");
   });
 

@@ -532,7 +532,7 @@ export interface MemberScriptInput extends Omit<StampInput, "source"> {
   owner: string;
   stamp: string;
   paths?: EtcdPaths;
-  waits?: Partial<typeof WAITS>;
+  waits?: Partial<Record<keyof typeof WAITS, number>>;
 }
 
 export function stageFile(name: string, content: string): string {

@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TOKENS, type Registration } from "../harness/mocks";
 import { readStackFile, runProgram } from "../harness/program";
 import { CHANGE_LINE, rerunAll } from "./checks";
-import { deployLab, deployReport, writeOutputs, type LabDeployResult } from "./deploy";
+import { deployLab, deployReport, workerPoolStack, writeOutputs, type LabDeployResult } from "./deploy";
 import { etcdClusterChecks, etcdCrashTests } from "./etcd-checks";
 import {
   connections,
@@ -629,6 +629,26 @@ spec:
         expect(own).toContain(`workers-join-${victim}`);
         await nodeReady(victim);
       }, 6 * 60_000);
+    });
+
+    describe("joinInfo from another stack: examples/worker-pool (its own stack) joins by StackReference", () => {
+      it("reads the dev stack's joinInfo and kubernetesVersion, joins its host with the pinned CA hash; a second deploy runs nothing", async () => {
+        const pool = withRole(topo, "workerpool").map((h) => h.name);
+        expect(pool, "the lab booted the pool stack's hosts (examples/worker-pool/Pulumi.dev.yaml)").toEqual(["pool1"]);
+        const stack = workerPoolStack(outputs);
+        const r = await deployLab({ stack, components: ["hosts", "pool"], statePath: false, fresh: true, evaluate: runProgram, log: () => undefined });
+        const executed = r.executions.filter((e) => !e.skipped).map((e) => e.name).sort();
+        report.set("workerPool", { executed, wallMs: r.figures.wallMs, criticalPathMs: r.figures.criticalPathMs });
+        expect(r.result.harness.ofType(TOKENS.stackReference).map((x) => x.inputs.name)).toEqual([stack.config["workerPool:clusterStack"]]);
+        expect(executed).toEqual(["hosts-preflight-cp1", "hosts-preflight-pool1", "pool-drain-pool1", "pool-join-pool1", "pool-prepare-pool1", "pool-token-pool1"]);
+        await nodeReady("pool1");
+        const node = await kjson(["get", "node", "pool1"]);
+        expect(node.metadata.labels["hakube.dev/pool"]).toBe("team-a");
+        expect(node.status.nodeInfo.kubeletVersion).toBe(`v${outputs.kubernetesVersion}`);
+        expect(node.spec.taints ?? []).toEqual([]);
+        const again = await deployLab({ stack, components: ["hosts", "pool"], statePath: false, state: r.state, ran: r.ran, evaluate: runProgram, log: () => undefined });
+        expect(again.figures.executed).toBe(0);
+      }, 8 * 60_000);
     });
   });
 });

@@ -29,6 +29,8 @@ export interface LabDeployOptions {
   labDir?: string;
   /** config on top of Pulumi.dev.yaml + the lab's stack-config.json */
   overrides?: StackConfig;
+  /** deploy this stack instead of the dev stack (`overrides` is then ignored) */
+  stack?: LabStack;
   components?: string[];
   /** where the emulated stack state lives; `false` = keep it in memory only */
   statePath?: string | false;
@@ -74,9 +76,9 @@ export interface DeployFigures {
   deleted: string[];
 }
 
-/** Pulumi.dev.yaml + the lab's host keys, strictHostKeys and SSH key (+ overrides). */
-export function labStackConfig(labDir = LAB_DIR, overrides: StackConfig = {}): StackConfig {
-  const file = path.join(labDir, "stack-config.json");
+/** A config file `lab up` wrote (values as the CLI hands them over: JSON text, the SSH key as is). */
+function readLabConfig(labDir: string, name: string): StackConfig {
+  const file = path.join(labDir, name);
   if (!fs.existsSync(file)) throw new Error(`no ${file}: boot the lab first (sudo npm run lab -- up)`);
   const lab = JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, string>;
   const parsed: StackConfig = {};
@@ -87,7 +89,41 @@ export function labStackConfig(labDir = LAB_DIR, overrides: StackConfig = {}): S
       parsed[k] = v;
     }
   }
-  return { ...readStackFile("Pulumi.dev.yaml"), ...parsed, ...overrides };
+  return parsed;
+}
+
+/** Pulumi.dev.yaml + the lab's host keys, strictHostKeys and SSH key (+ overrides). */
+export function labStackConfig(labDir = LAB_DIR, overrides: StackConfig = {}): StackConfig {
+  return { ...readStackFile("Pulumi.dev.yaml"), ...readLabConfig(labDir, "stack-config.json"), ...overrides };
+}
+
+/** Another project's stack deployed on the lab's hosts (instead of the dev stack). */
+export interface LabStack {
+  /** its whole config (host keys and SSH key included) */
+  config: StackConfig;
+  /** the config key of its host list */
+  hostsKey: string;
+  /** how the harness evaluates it (module, project, secrets, stack references) */
+  run: Partial<RunOptions>;
+}
+
+/**
+ * examples/worker-pool's `dev` stack (its Pulumi.dev.yaml + the lab's host keys and SSH key), which
+ * joins the dev cluster: `clusterOutputs` are what its StackReference reads (the dev stack's outputs).
+ */
+export function workerPoolStack(clusterOutputs: Record<string, unknown>, labDir = LAB_DIR): LabStack {
+  const config = { ...readStackFile("examples/worker-pool/Pulumi.dev.yaml"), ...readLabConfig(labDir, "stack-config-worker-pool.json") };
+  return {
+    config,
+    hostsKey: "workerPool:hosts",
+    run: {
+      module: "examples/worker-pool/index",
+      project: "hakube-worker-pool",
+      withProjectDefaults: false,
+      secretKeys: ["workerPool:sshPrivateKey"],
+      stackReferences: { [String(config["workerPool:clusterStack"])]: { outputs: clusterOutputs, secret: ["joinInfo", "kubeconfig"] } },
+    },
+  };
 }
 
 /**
@@ -172,8 +208,8 @@ export function criticalPath(registrations: Registration[], executions: Executio
 export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResult> {
   const labDir = o.labDir ?? LAB_DIR;
   const log = o.log ?? ((l: string) => console.log(l));
-  const config = labStackConfig(labDir, o.overrides);
-  const hostNames = (config["hakube:hosts"] as { name: string }[]).map((h) => h.name);
+  const config = o.stack?.config ?? labStackConfig(labDir, o.overrides);
+  const hostNames = (config[o.stack?.hostsKey ?? "hakube:hosts"] as { name: string }[]).map((h) => h.name);
   const components = o.components ?? DEFAULT_COMPONENTS;
   const statePath = o.statePath === undefined ? path.join(labDir, "state", "dev.json") : o.statePath;
   const generation = labGeneration(labDir, hostNames);
@@ -211,7 +247,7 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
   };
   const t0 = Date.now();
   const evaluate = o.evaluate ?? evaluateProgram;
-  const outcome = await Promise.race([evaluate(config, { state, executor }), stopped]);
+  const outcome = await Promise.race([evaluate(config, { ...o.stack?.run, state, executor }), stopped]);
   const wallMs = Date.now() - t0;
   // ran with the current inputs: what ran now, plus what ran before and was not touched now
   const ran = new Set([...ranBefore].filter((n) => !ssh.executions.some((e) => e.name === n)));

@@ -251,7 +251,7 @@ net_down() {
 # ---- the lab directory: root-only; what down removes ------------------------------------------
 # Everything in it is root's: the directory is 0700 (so is every subdirectory with keys or state),
 # and each secret file is 0600, also when an older run left it readable.
-SECRET_FILES=(kubeconfig outputs.json stack-config.json keys/id_ed25519)
+SECRET_FILES=(kubeconfig outputs.json stack-config.json stack-config-worker-pool.json keys/id_ed25519)
 secure_labdir() {
   install -d -m 700 "$LABDIR"; chmod 700 "$LABDIR"
   [ -e "$LABDIR/.hakube-lab" ] || echo "hakube lab directory (lab.sh down --purge removes it)" > "$LABDIR/.hakube-lab"
@@ -262,7 +262,7 @@ secure_labdir() {
   true
 }
 # The deploy's state and secrets describe hosts that are gone after down: removed with them.
-DEPLOY_STATE=(kubeconfig outputs.json stack-config.json state pulumi)
+DEPLOY_STATE=(kubeconfig outputs.json stack-config.json stack-config-worker-pool.json state pulumi)
 drop_deploy_state() {
   local removed=() x
   for x in "${DEPLOY_STATE[@]}"; do

@@ -19,6 +19,19 @@ const path = require('node:path');
 
 const REPO = path.resolve(__dirname, '..', '..');
 
+// Stacks of other projects the lab site also runs, whose hosts the lab boots too: the
+// examples/worker-pool stack joins the dev cluster by StackReference (test/lab/cluster.test.ts).
+// Their hosts are marked in topology.tsv with the role word `mark` (not a hakube role: the dev
+// stack's tests do not see them as its workers).
+const COMPANIONS = [{ file: path.join(REPO, 'examples', 'worker-pool', 'Pulumi.dev.yaml'), namespace: 'workerPool', mark: 'workerpool', out: 'stack-config-worker-pool.json' }];
+
+function companionHosts(c) {
+  if (!fs.existsSync(c.file)) return [];
+  const hosts = readStack(c.file)[`${c.namespace}:hosts`];
+  if (!Array.isArray(hosts)) fail(`${c.file}: '${c.namespace}:hosts' must be a list`);
+  return hosts;
+}
+
 function fail(msg) {
   process.stderr.write(`lab: topology: ${msg}\n`);
   process.exit(2);
@@ -110,17 +123,18 @@ function cmdHosts(file, opts) {
   const names = new Map();
   const addrs = new Map();
   const out = [];
-  hosts.forEach((h, i) => {
-    const where = `hakube:hosts[${i}]`;
+  const all = hosts.map((h, i) => ({ h, where: `hakube:hosts[${i}]`, mark: undefined }));
+  for (const c of COMPANIONS) companionHosts(c).forEach((h, i) => all.push({ h, where: `${path.relative(REPO, c.file)}: ${c.namespace}:hosts[${i}]`, mark: c.mark }));
+  all.forEach(({ h, where, mark }) => {
     if (!h || typeof h !== 'object' || Array.isArray(h)) { add(where, 'is not a mapping'); return; }
     const name = h.name;
     let ok = true;
     if (typeof name !== 'string' || !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(name)) {
       add(`${where}.name`, `${JSON.stringify(name)} must be lower-case letters, digits and '-'`); ok = false;
     } else if (names.has(name)) {
-      add(`${where}.name`, `${JSON.stringify(name)} is already used by hakube:hosts[${names.get(name)}]`); ok = false;
+      add(`${where}.name`, `${JSON.stringify(name)} is already used by ${names.get(name)}`); ok = false;
     } else {
-      names.set(name, i);
+      names.set(name, where);
       const machine = prefix + name;
       if (machine.length > maxLen) {
         add(`${where}.name`, `${JSON.stringify(name)}: the lab's machine name ${machine} is ${machine.length} characters; at most ${maxLen} ` +
@@ -138,7 +152,7 @@ function cmdHosts(file, opts) {
     } else addrs.set(a, typeof name === 'string' ? name : where);
     const roles = h.roles === undefined ? [] : h.roles;
     if (!Array.isArray(roles) || roles.some((r) => typeof r !== 'string' || /[\s,]/.test(r))) { add(`${where}.roles`, 'must be a list of words'); ok = false; }
-    if (ok) out.push(['host', name, h.address, roles.join(',')].join('\t'));
+    if (ok) out.push(['host', name, h.address, mark ?? roles.join(',')].join('\t'));
   });
 
   const lb = config['hakube:loadBalancer'] || {};
@@ -184,6 +198,7 @@ function cmdConfig(file, labDir) {
     return `${type} ${blob}`;
   };
   const withKeys = hosts.map((h) => ({ ...h, hostKey: keyLine(h.name) }));
+  const companions = COMPANIONS.map((c) => ({ c, hosts: companionHosts(c).map((h) => ({ ...h, hostKey: keyLine(h.name) })) }));
   let privateKey;
   try {
     privateKey = fs.readFileSync(path.join(labDir, 'keys', 'id_ed25519'), 'utf8');
@@ -204,7 +219,15 @@ function cmdConfig(file, labDir) {
     fs.renameSync(`${p}.tmp`, p);
   };
   write('stack-config.json', JSON.stringify(stackConfig, null, 2) + '\n', 0o600);
-  write('known_hosts', withKeys.map((h) => `${h.address} ${h.hostKey}`).join('\n') + '\n', 0o644);
+  for (const { c, hosts: ch } of companions) {
+    if (!ch.length) continue;
+    const values = { [`${c.namespace}:hosts`]: JSON.stringify(ch), [`${c.namespace}:sshPrivateKey`]: privateKey };
+    // a control plane of the cluster the companion stack may SSH to: with its (dev host's) key
+    const cp = readStack(c.file)[`${c.namespace}:controlPlane`];
+    if (cp && typeof cp === 'object') values[`${c.namespace}:controlPlane`] = JSON.stringify({ ...cp, hostKey: keyLine(cp.name) });
+    write(c.out, JSON.stringify(values, null, 2) + '\n', 0o600);
+  }
+  write('known_hosts', [...withKeys, ...companions.flatMap((x) => x.hosts)].map((h) => `${h.address} ${h.hostKey}`).join('\n') + '\n', 0o644);
 }
 
 // The lab's Pulumi stack file (Pulumi.lab.yaml): the stack file's config, every host with its lab
