@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TOKENS, type Registration } from "../harness/mocks";
 import { readStackFile, runProgram } from "../harness/program";
 import { CHANGE_LINE, rerunAll } from "./checks";
-import { deployLab, deployReport, workerPoolStack, writeOutputs, type LabDeployResult } from "./deploy";
+import { deployLab, deployReport, destroyLab, workerPoolStack, writeOutputs, type LabDeployResult, type LabDestroyResult } from "./deploy";
 import { etcdClusterChecks, etcdCrashTests } from "./etcd-checks";
 import {
   connections,
@@ -42,6 +42,8 @@ import {
 } from "./labctl";
 import { LabReport } from "./report";
 import { LB_HEALTH_PORT } from "../../components/config/defaults";
+import { KUBEADM_PATHS } from "../../components/etcd/kubeadm";
+import { DEFAULT_PATHS as ETCD_SYSTEMD_PATHS } from "../../components/etcd/render";
 import type { SshTarget } from "../harness/ssh";
 
 const KEEP = process.env.HAKUBE_LAB_KEEP === "1";
@@ -631,12 +633,14 @@ spec:
       }, 6 * 60_000);
     });
 
+    let poolRun: LabDeployResult | undefined;
     describe("joinInfo from another stack: examples/worker-pool (its own stack) joins by StackReference", () => {
       it("reads the dev stack's joinInfo and kubernetesVersion, joins its host with the pinned CA hash; a second deploy runs nothing", async () => {
         const pool = withRole(topo, "workerpool").map((h) => h.name);
         expect(pool, "the lab booted the pool stack's hosts (examples/worker-pool/Pulumi.dev.yaml)").toEqual(["pool1"]);
         const stack = workerPoolStack(outputs);
         const r = await deployLab({ stack, components: ["hosts", "pool"], statePath: false, fresh: true, evaluate: runProgram, log: () => undefined });
+        poolRun = r;
         const executed = r.executions.filter((e) => !e.skipped).map((e) => e.name).sort();
         report.set("workerPool", { executed, wallMs: r.figures.wallMs, criticalPathMs: r.figures.criticalPathMs });
         expect(r.result.harness.ofType(TOKENS.stackReference).map((x) => x.inputs.name)).toEqual([stack.config["workerPool:clusterStack"]]);
@@ -649,6 +653,78 @@ spec:
         const again = await deployLab({ stack, components: ["hosts", "pool"], statePath: false, state: r.state, ran: r.ran, evaluate: runProgram, log: () => undefined });
         expect(again.figures.executed).toBe(0);
       }, 8 * 60_000);
+    });
+      describe("pulumi destroy (through the harness: every delete script over SSH, dependents first, independent ones in parallel)", () => {
+      /** every pair (a, b) where a depends on b, both deleted: a's delete ended before b's started */
+      const orderViolations = (r: LabDestroyResult, registrations: Registration[]) => {
+        const ran = new Map(r.executions.filter((e) => !e.skipped).map((e) => [e.name, e]));
+        const deps = new Map(registrations.map((x) => [x.name, x.dependencies]));
+        const reach = (n: string, seen = new Set<string>()): Set<string> => {
+          for (const d of deps.get(n) ?? []) if (!seen.has(d)) (seen.add(d), reach(d, seen));
+          return seen;
+        };
+        const bad: string[] = [];
+        for (const [a, ea] of ran) for (const b of reach(a)) { const eb = ran.get(b); if (eb && ea.endMs > eb.startMs) bad.push(`${a} (depends on ${b}) was still being deleted when ${b}'s delete started`); }
+        return bad;
+      };
+      const withDelete = (registrations: Registration[]) => registrations.filter((x) => x.type === TOKENS.command && x.inputs.delete).map((x) => x.name).sort();
+
+      it("the pool stack, then the dev stack: every delete step runs in dependency order, and exits 0", async () => {
+        if (KEEP) throw new Error("not run: HAKUBE_LAB_KEEP=1 keeps the cluster (destroy would take it down)");
+        expect(poolRun, "the pool stack was deployed").toBeDefined();
+        const pool = await destroyLab({ stack: workerPoolStack(outputs), state: poolRun!.state, dependencies: Object.fromEntries(poolRun!.result.harness.registrations.map((x) => [x.name, x.dependencies])), log: () => undefined });
+        expect(pool.deleted.sort()).toEqual(withDelete(poolRun!.result.harness.registrations));
+        expect(orderViolations(pool, poolRun!.result.harness.registrations)).toEqual([]);
+        expect(poolRun!.state.size).toBe(0);
+        const dev = await destroyLab({ state: d.state, dependencies: Object.fromEntries(regs.map((x) => [x.name, x.dependencies])), log: () => undefined });
+        report.set("destroy", {
+          pool: { deleted: pool.deleted.length, wallMs: pool.wallMs },
+          dev: { deleted: dev.deleted.length, forgotten: dev.forgotten.length, wallMs: dev.wallMs, criticalPathMs: dev.criticalPathMs, steps: dev.executions.map((e) => ({ name: e.name, ms: e.endMs - e.startMs })) },
+        });
+        console.log(`[lab cluster] destroy: pool ${pool.deleted.length} deletes in ${(pool.wallMs / 1000).toFixed(1)} s; dev ${dev.deleted.length} deletes in ${(dev.wallMs / 1000).toFixed(1)} s (critical path ${(dev.criticalPathMs / 1000).toFixed(1)} s)`);
+        expect(dev.deleted.sort()).toEqual(withDelete(regs));
+        expect(orderViolations(dev, regs)).toEqual([]);
+        expect(d.state.size, "nothing is left in the state").toBe(0);
+        const again = await destroyLab({ state: d.state, dependencies: {}, log: () => undefined });
+        expect(again.deleted).toEqual([]);
+      }, 15 * 60_000);
+
+      it("leaves the hosts as docs/operations.md says: nodes reset, packages kept; load balancers stopped, the VIP gone; etcd stopped, its data kept", async () => {
+        const poolHosts = workerPoolStack(outputs).config["workerPool:hosts"] as { name: string; address: string; hostKey: string }[];
+        const all: Record<string, SshTarget> = { ...targets };
+        for (const h of poolHosts) all[h.name] = { ...targets[cps[0]], host: h.address, hostKey: h.hostKey };
+        const nodes = [...cps, ...workers, ...poolHosts.map((h) => h.name)];
+        const state = async (host: string, checks: Record<string, string>) => {
+          const out: Record<string, boolean> = {};
+          for (const [what, test] of Object.entries(checks)) out[what] = (await onHost(all[host], test)).exitCode === 0;
+          return out;
+        };
+        const nodeChecks = {
+          "kubelet.conf removed": "! test -e /etc/kubernetes/kubelet.conf",
+          "no static pod manifests": "! ls /etc/kubernetes/manifests/*.yaml >/dev/null 2>&1",
+          "no container runs": 'test -z "$(crictl ps -q 2>/dev/null)"',
+          "kubelet stopped": "! systemctl is-active --quiet kubelet",
+          "packages kept": "command -v kubeadm && command -v kubelet && command -v kubectl && command -v containerd",
+        };
+        for (const n of nodes) expect({ host: n, ...(await state(n, nodeChecks)) }).toEqual({ host: n, ...Object.fromEntries(Object.keys(nodeChecks).map((k) => [k, true])) });
+        const lbChecks = {
+          "keepalived stopped": "! systemctl is-active --quiet keepalived",
+          "haproxy stopped": "! systemctl is-active --quiet haproxy",
+          "packages kept": "command -v keepalived && command -v haproxy",
+        };
+        for (const n of lbs) expect({ host: n, ...(await state(n, lbChecks)) }).toEqual({ host: n, ...Object.fromEntries(Object.keys(lbChecks).map((k) => [k, true])) });
+        expect(await holders(lbs, topo.vip), "no host holds the VIP").toEqual([]);
+        const kubeadm = ETCD_DEPLOYMENT === "kubeadm";
+        const etcdChecks: Record<string, string> = {
+          "no etcd process": "! pgrep -x etcd",
+          "data kept": "test -d /var/lib/etcd/member",
+          "keys removed": kubeadm ? `! ls ${KUBEADM_PATHS.pkiDir}/*.key >/dev/null 2>&1` : `! ls ${ETCD_SYSTEMD_PATHS.pkiDir}/*.key >/dev/null 2>&1`,
+          ...(kubeadm
+            ? { "static pod removed": `! test -e ${KUBEADM_PATHS.manifestFile}`, "kubelet disabled": "! systemctl is-enabled --quiet kubelet" }
+            : { "unit removed": `! test -e ${ETCD_SYSTEMD_PATHS.unitFile}` }),
+        };
+        for (const n of withRole(topo, "etcd").map((h) => h.name)) expect({ host: n, ...(await state(n, etcdChecks)) }).toEqual({ host: n, ...Object.fromEntries(Object.keys(etcdChecks).map((k) => [k, true])) });
+      }, 5 * 60_000);
     });
   });
 });

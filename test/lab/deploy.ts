@@ -7,6 +7,7 @@
  * dependents first, a command by running its `delete` script, as `pulumi up` does.
  *
  *   npx tsx test/lab/deploy.ts [--engine nginx] [--components hosts,etcd,lb] [--set hakube:key=<JSON>]… [--fresh]
+ *   npx tsx test/lab/deploy.ts --destroy   (every delete script of the saved state, dependents first, as `pulumi destroy`)
  *   (or `sudo npm run lab -- deploy`, which boots the lab first and uses `pulumi up` when the CLI is installed)
  */
 import { createHash } from "node:crypto";
@@ -164,11 +165,13 @@ export function writeSecretFile(file: string, text: string): void {
   fs.renameSync(tmp, file);
 }
 
-function saveState(file: string | false, state: ResourceState, generation: string, ran: Set<string>) {
+function saveState(file: string | false, state: ResourceState, generation: string, ran: Set<string>, registrations?: Registration[]) {
   if (!file) return;
   writeSecretFile(file, JSON.stringify(Object.fromEntries(state)));
   writeSecretFile(`${file}.generation`, generation + "\n");
   writeSecretFile(`${file}.ran`, JSON.stringify([...ran].sort()) + "\n");
+  // what each resource depends on (the engine keeps it in its state: `pulumi destroy` deletes dependents first)
+  if (registrations) writeSecretFile(`${file}.deps`, JSON.stringify(Object.fromEntries(registrations.map((r) => [r.name, r.dependencies]))) + "\n");
 }
 /** The commands recorded as run for real next to a saved state (empty when the state is not used). */
 function loadRan(file: string | false, state: ResourceState): Set<string> {
@@ -280,7 +283,7 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
     }
     state.delete(key);
   }
-  if (!o.state) saveState(statePath, state, generation, ran);
+  if (!o.state) saveState(statePath, state, generation, ran, result.harness.registrations);
   const executed = ssh.executions.filter((e) => !e.skipped);
   const commandsPerHost: Record<string, number> = {};
   for (const e of executed) commandsPerHost[e.host] = (commandsPerHost[e.host] ?? 0) + 1;
@@ -310,6 +313,119 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
     },
     ran,
   };
+}
+
+/** What each resource depends on (direct dependencies, by name): a deploy's registrations, or the `.deps` file saved next to a state. */
+export type Dependencies = Record<string, string[]>;
+
+export interface LabDestroyOptions {
+  labDir?: string;
+  /** the stack whose state this is (default: the dev stack): its host list names the hosts */
+  stack?: LabStack;
+  /** the state to destroy (in memory); default: the dev stack's saved state (`statePath`) */
+  state?: ResourceState;
+  statePath?: string;
+  /** default: from the deploy's registrations saved next to the state */
+  dependencies?: Dependencies;
+  log?: (line: string) => void;
+}
+
+export interface LabDestroyResult {
+  /** commands whose delete scripts ran, in the order they finished */
+  deleted: string[];
+  /** commands in the state without a delete script (removed from the state only) */
+  forgotten: string[];
+  executions: Execution[];
+  wallMs: number;
+  /** the longest chain of deletes that had to wait for each other, weighted by their durations */
+  criticalPathMs: number;
+}
+
+/**
+ * `pulumi destroy` as the engine runs it, on the lab's hosts: every command in the state runs its
+ * `delete` script (over SSH, as the command provider does) once every command that depends on it
+ * — directly or through other resources — has been deleted; independent deletes run in parallel.
+ * A failed delete stops the deletes that wait for it (they stay in the state, as with the engine);
+ * the others go on. Everything else (keys, certificates, random values) leaves the state.
+ */
+export async function destroyLab(o: LabDestroyOptions = {}): Promise<LabDestroyResult> {
+  const labDir = o.labDir ?? LAB_DIR;
+  const log = o.log ?? ((l: string) => console.log(l));
+  const statePath = o.statePath ?? path.join(labDir, "state", "dev.json");
+  const config = o.stack?.config ?? labStackConfig(labDir);
+  const hostNames = (config[o.stack?.hostsKey ?? "hakube:hosts"] as { name: string }[]).map((h) => h.name);
+  const state = o.state ?? loadState(statePath, false, labGeneration(labDir, hostNames), log);
+  const deps: Dependencies = o.dependencies ?? (fs.existsSync(`${statePath}.deps`) ? JSON.parse(fs.readFileSync(`${statePath}.deps`, "utf8")) : {});
+  const commands = new Map<string, { key: string; inputs: Record<string, unknown> }>();
+  for (const key of state.keys()) {
+    const [type, name] = key.split("::", 2);
+    if (type === TOKENS.command) commands.set(name, { key, inputs: JSON.parse(key.slice(type.length + name.length + 4)) });
+  }
+  // the commands each command depends on, through any resource in between
+  const reach = new Map<string, Set<string>>();
+  const dependsOn = (name: string, inProgress = new Set<string>()): Set<string> => {
+    const known = reach.get(name);
+    if (known) return known;
+    const out = new Set<string>();
+    inProgress.add(name);
+    for (const d of deps[name] ?? []) {
+      if (inProgress.has(d)) continue; // a cycle: the engine refuses one, the program has none
+      if (commands.has(d)) out.add(d);
+      for (const x of dependsOn(d, inProgress)) out.add(x);
+    }
+    inProgress.delete(name);
+    reach.set(name, out);
+    return out;
+  };
+  const dependents = new Map<string, string[]>([...commands.keys()].map((n) => [n, []]));
+  for (const n of commands.keys()) for (const d of dependsOn(n)) dependents.get(d)?.push(n);
+  const ssh = sshExecutor(hostNames, {
+    onEvent: ({ kind, execution: e }) => {
+      if (kind === "end") log(`  ${e.error ? "FAIL" : "ok  "} ${String(((e.endMs ?? 0) - (e.startMs ?? 0)) / 1000).padStart(6)}s ${e.name} (delete)`);
+    },
+  });
+  const deleted: string[] = [];
+  const forgotten: string[] = [];
+  const failures: string[] = [];
+  const finished = new Map<string, number>();
+  const chain = new Map<string, number>();
+  const started = new Map<string, Promise<void>>();
+  const t0 = Date.now();
+  const destroy = (name: string): Promise<void> => {
+    let p = started.get(name);
+    if (!p) {
+      p = (async () => {
+        const waits = dependents.get(name) ?? [];
+        const settled = await Promise.allSettled(waits.map(destroy));
+        if (settled.some((x) => x.status === "rejected")) throw new Error(`${name}: not deleted: a command that depends on it could not be deleted`);
+        const c = commands.get(name)!;
+        const before = Math.max(0, ...waits.map((w) => chain.get(w) ?? 0));
+        const s = Date.now();
+        if (c.inputs.delete) {
+          try {
+            await ssh.executor({ name, inputs: { ...c.inputs, create: c.inputs.delete } });
+          } catch (e) {
+            failures.push((e as Error).message);
+            throw e;
+          }
+          deleted.push(name);
+        } else forgotten.push(name);
+        chain.set(name, before + (Date.now() - s));
+        finished.set(name, Date.now() - t0);
+        state.delete(c.key);
+      })();
+      started.set(name, p);
+    }
+    return p;
+  };
+  await Promise.allSettled([...commands.keys()].map(destroy));
+  if (failures.length === 0) for (const key of [...state.keys()]) state.delete(key);
+  if (!o.state && fs.existsSync(statePath)) {
+    saveState(statePath, state, labGeneration(labDir, hostNames), new Set());
+    if (state.size === 0) for (const f of [statePath, `${statePath}.ran`, `${statePath}.deps`, `${statePath}.generation`]) fs.rmSync(f, { force: true });
+  }
+  if (failures.length) throw new Error(`destroy failed (${failures.length} delete(s); what they wait for was not deleted and stays in the state):\n${failures.map((f) => `  ${f}`).join("\n")}`);
+  return { deleted, forgotten, executions: ssh.executions, wallMs: Date.now() - t0, criticalPathMs: Math.max(0, ...chain.values()) };
 }
 
 /** A deploy's figures as the lab reports record them (reports/lab-<name>.json `deploy`). */
@@ -372,6 +488,12 @@ async function main() {
     if (eq < 1) throw new Error(`--set wants key=<JSON>, got ${kv}`);
     overrides[kv.slice(0, eq)] = JSON.parse(kv.slice(eq + 1));
   });
+  if (args.includes("--destroy")) {
+    console.log("hakube lab destroy: the realizing harness stands in for the Pulumi engine: every command's delete script runs, dependents first");
+    const r = await destroyLab();
+    console.log(`\ndestroyed: ${r.deleted.length} delete scripts run in ${(r.wallMs / 1000).toFixed(1)} s; ${r.forgotten.length} commands without one removed from the state`);
+    return;
+  }
   const components = flag("--components")?.split(",");
   console.log(
     `hakube lab deploy: the realizing harness stands in for the Pulumi engine; executed for real: ${(components ?? DEFAULT_COMPONENTS).join(", ")} (other components' commands are recorded only)`,

@@ -30,7 +30,7 @@
 #                            of stack "lab" (backend file://$HAKUBE_LAB_DIR/pulumi, gitignored
 #                            Pulumi.lab.yaml) when the Pulumi CLI is installed, else (or with
 #                            --harness) the realizing harness (test/lab/deploy.ts); prints the outputs
-#   lab.sh destroy           pulumi destroy of the lab stack (Pulumi CLI only; else use down)
+#   lab.sh destroy [--harness]  pulumi destroy of the lab stack (or, without one, the harness deploy's delete steps)
 # NAME is the host name from the stack file (lb1) or the machine name (hk-lb1).
 #
 # Environment: HAKUBE_LAB_DIR (cache/state dir, default /var/lib/hakube-lab),
@@ -640,20 +640,29 @@ cmd_deploy() {
     print_usage_after_deploy
   fi
 }
+pulumi_resources() {  # how many resources the Pulumi CLI's lab stack holds (0 without the CLI or the stack)
+  command -v pulumi >/dev/null || { echo 0; return; }
+  ( pulumi_env && pulumi stack export --stack "$PULUMI_STACK" 2>/dev/null ) \
+    | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log((JSON.parse(s).deployment.resources||[]).length)}catch{console.log(0)}})'
+}
 cmd_destroy() {
+  local harness=0 a
+  for a in "$@"; do
+    case $a in --harness) harness=1 ;; *) die "destroy: unknown option $a (options: --harness)" ;; esac
+  done
   load_topology auto
-  if command -v pulumi >/dev/null; then
+  if [ "$harness" = 0 ] && [ "$(pulumi_resources)" -gt 0 ]; then
     pulumi_env
-    pulumi stack select "$PULUMI_STACK" >/dev/null 2>&1 \
-      || die "no Pulumi stack '$PULUMI_STACK' in $PULUMI_BACKEND_URL: nothing to destroy (the hosts go with 'lab down')"
     pulumi destroy --stack "$PULUMI_STACK" --yes >&2 || die "pulumi destroy failed"
-    rm -f "$LABDIR/kubeconfig" "$LABDIR/outputs.json"
-    say "destroyed: the hosts keep running without hakube's services ('lab down' removes them)"
+  elif [ -f "$LABDIR/state/dev.json" ]; then
+    say "destroying through the realizing harness (the state of the last harness deploy): every delete script runs, dependents first"
+    [ -x "$REPO/node_modules/.bin/tsx" ] || die "node_modules/.bin/tsx is missing: run 'npm ci' in $REPO"
+    ( cd "$REPO" && "$REPO/node_modules/.bin/tsx" "$LAB_SRC/deploy.ts" --destroy ) || die "destroy failed (what could not be deleted stays in $LABDIR/state/dev.json)"
   else
-    say "no Pulumi CLI: the realizing harness runs no delete steps."
-    say "'npm run lab -- down' removes the hosts, and with them everything deployed and the deploy state."
-    exit 1
+    die "nothing to destroy: no Pulumi stack '$PULUMI_STACK' and no harness state ($LABDIR/state/dev.json); the hosts go with 'lab down'"
   fi
+  rm -f "$LABDIR/kubeconfig" "$LABDIR/outputs.json"
+  say "destroyed: the hosts keep running without hakube's services ('lab down' removes them)"
 }
 
 # sourced (the tests of lab.sh's functions): define everything, run nothing
@@ -663,7 +672,7 @@ usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0";
 cmd=${1:-}; shift || true
 case "$cmd" in
   deploy) need_root; cmd_deploy "$@" ;;
-  destroy) need_root; cmd_destroy ;;
+  destroy) need_root; cmd_destroy "$@" ;;
   up) need_root; cmd_up "$@" ;;
   down) need_root; cmd_down "$@" ;;
   status) cmd_status ;;
