@@ -702,7 +702,7 @@ spec:
         const nodeChecks = {
           "kubelet.conf removed": "! test -e /etc/kubernetes/kubelet.conf",
           "no static pod manifests": "! ls /etc/kubernetes/manifests/*.yaml >/dev/null 2>&1",
-          "no container runs": 'test -z "$(crictl ps -q 2>/dev/null)"',
+          "no container runs": 'out=$(crictl ps -q) && test -z "$out"',
           "kubelet stopped": "! systemctl is-active --quiet kubelet",
           "packages kept": "command -v kubeadm && command -v kubelet && command -v kubectl && command -v containerd",
         };
