@@ -743,7 +743,8 @@ export function labSuite(engine: Engine): void {
         }
       }, (LOAD_MINUTES + 8) * 60_000);
 
-      it.runIf(SOAK)(`soak (${SOAK_MINUTES} min): no spurious VIP move, no failed connection`, async () => {
+      // opt-in (HAKUBE_LAB_SOAK=1): registered only then, so CI's run lists no skipped test
+      if (SOAK) it(`soak (${SOAK_MINUTES} min): no spurious VIP move, no failed connection`, async () => {
         const p = new TcpProber(vip, port, 100, 1000).start();
         const t0 = now();
         let last = (await holders(lbs, vip)).join();
