@@ -205,7 +205,7 @@ describe("scripts", () => {
       for (const s of [first, other]) {
         expect(s).toContain("initialised() { [ -f /etc/kubernetes/kubelet.conf ] && [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ]; }");
         expect(s).toMatch(/if initialised; then[\s\S]*exit 0\nfi/);
-        expect(s).toMatch(/kubeadm reset -f >> "\$log"/);
+        expect(s).toMatch(/kubeadm reset -f --skip-phases=remove-etcd-member >> "\$log"/);
       }
     });
     it("checks the bootstrap token is valid on the cluster before joining", () => {
@@ -224,7 +224,7 @@ describe("scripts", () => {
       expect(drain).toBeGreaterThan(0);
       expect(reset).toBeGreaterThan(drain);
       expect(del).toBeGreaterThan(reset);
-      expect(d).toContain("kubeadm reset -f --cleanup-tmp-dir");
+      expect(d).toContain("kubeadm reset -f --skip-phases=remove-etcd-member --cleanup-tmp-dir");
       expect(d).toContain("HAKUBE_HOST=cp2 HAKUBE_STEP='kubeadm (delete)'");
     });
   });
@@ -245,7 +245,7 @@ describe("scripts", () => {
       expect(dd).toContain("kc delete node gpu1");
       expect(dd).toMatch(/warning: the API server does not answer/);
       const jd = innerScript(command(ha.harness, "workers-join-gpu1").inputs.delete);
-      expect(jd).toContain("kubeadm reset -f --cleanup-tmp-dir");
+      expect(jd).toContain("kubeadm reset -f --skip-phases=remove-etcd-member --cleanup-tmp-dir");
       expect(jd).toContain("HAKUBE_HOST=gpu1 HAKUBE_STEP='join (delete)'");
     });
   });

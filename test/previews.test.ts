@@ -109,9 +109,13 @@ for (const c of CHANGES) {
       for (const s of secrets) expect(p.markdown.includes(s)).toBe(false);
     });
 
-    it(`docs/previews/${c.slug}.md lists the same changes and says how it was made`, () => {
+    it(`docs/previews/${c.slug}.md lists the same changes and diffs, and says how it was made`, () => {
       const doc = fs.readFileSync(path.join(ROOT, "docs/previews", `${c.slug}.md`), "utf8");
       expect(tableRows(doc)).toEqual(tableRows(p.markdown));
+      // the diffs too, line for line: a script change that leaves the plan alone must not leave the page stale
+      // (content stamps hash each run's fresh certificates: compared as <sha256>)
+      const diffs = (md: string) => codeBlocks(md).filter((b) => b.startsWith("--- a/")).map((b) => b.replace(/\b[0-9a-f]{64}\b/g, "<sha256>"));
+      expect(diffs(doc), "docs/previews is stale: npm run previews").toEqual(diffs(p.markdown));
       expect(doc).toContain("not captured from `pulumi preview`");
       expect(doc.split("\n").find((l) => l.startsWith("**Plan:"))).toBe(p.markdown.split("\n").find((l) => l.startsWith("**Plan:")));
     });

@@ -675,6 +675,9 @@ spec:
       it("the pool stack, then the dev stack: every delete step runs in dependency order, and exits 0", async () => {
         if (KEEP) throw new Error("not run: HAKUBE_LAB_KEEP=1 keeps the cluster (destroy would take it down)");
         expect(poolRun, "the pool stack was deployed").toBeDefined();
+        // kubeadm reset's remove-etcd-member phase empties /var/lib/etcd (an external member's data on a
+        // shared host): a canary there on a control plane and a worker must survive their resets
+        for (const n of [cps[0], workers[0]]) await onHostOk(targets[n], "mkdir -p /var/lib/etcd/member && echo canary > /var/lib/etcd/member/hakube-canary");
         const pool = await destroyLab({ stack: workerPoolStack(outputs), state: poolRun!.state, dependencies: Object.fromEntries(poolRun!.result.harness.registrations.map((x) => [x.name, x.dependencies])), log: () => undefined });
         expect(pool.deleted.sort()).toEqual(withDelete(poolRun!.result.harness.registrations));
         expect(orderViolations(pool, poolRun!.result.harness.registrations)).toEqual([]);
@@ -709,6 +712,7 @@ spec:
           "kubelet stopped": "! systemctl is-active --quiet kubelet",
           "packages kept": "command -v kubeadm && command -v kubelet && command -v kubectl && command -v containerd",
         };
+        for (const n of [cps[0], workers[0]]) expect((await onHost(targets[n], "cat /var/lib/etcd/member/hakube-canary")).stdout, `${n}: /var/lib/etcd survived kubeadm reset`).toBe("canary\n");
         for (const n of nodes) expect({ host: n, ...(await state(n, nodeChecks)) }).toEqual({ host: n, ...Object.fromEntries(Object.keys(nodeChecks).map((k) => [k, true])) });
         const lbChecks = {
           "keepalived stopped": "! systemctl is-active --quiet keepalived",

@@ -36,7 +36,8 @@
 # Environment: HAKUBE_LAB_DIR (cache/state dir, default /var/lib/hakube-lab),
 #   HAKUBE_LAB_STACK (stack file, default <repo>/Pulumi.dev.yaml),
 #   HAKUBE_LAB_SUPPRESS_SYNC (default 1: fsync is a no-op inside hosts; a host crash keeps the
-#   page cache of this machine, so crash tests are unaffected), HAKUBE_LAB_SSH_TIMEOUT (s, 180).
+#   page cache of this machine, so crash tests are unaffected; default 0 for a deploy that includes
+#   Kubernetes, whose containerd cannot run without fsync), HAKUBE_LAB_SSH_TIMEOUT (s, 180).
 set -euo pipefail
 
 LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -371,7 +372,11 @@ launch() {  # NAME: start its launcher (detached), record "pid starttime"
   running "$n" && return 0
   reap "$n"                                   # stale pid file / cgroups / orphans of a killed run
   configure_host "$n"
-  [ "$SUPPRESS_SYNC" = 1 ] && env+=(SYSTEMD_SUPPRESS_SYNC=1)
+  # a host started again (after a crash or stop) keeps the mode it was created with, unless asked otherwise
+  local sync=$SUPPRESS_SYNC
+  [ -z "${HAKUBE_LAB_SUPPRESS_SYNC:-}" ] && [ -f "$RUN/$n.sync" ] && sync=$(cat "$RUN/$n.sync")
+  [ "$sync" = 1 ] && env+=(SYSTEMD_SUPPRESS_SYNC=1)
+  echo "$sync" > "$RUN/$n.sync"                 # how it runs: deploy checks it before Kubernetes
   echo "[hk-launcher] $(date -Is) starting $m" >> "$LOGS/$n.log"
   setsid env "${env[@]}" bash -c "$LAUNCHER" hk-launcher "$n" "$m" "$HOSTS/$n" "$CG" "$BR" "$RUN/$n.cgroups" "$n" "$(ch_boot_args)" \
     >> "$LOGS/$n.log" 2>&1 < /dev/null 9>&- &
@@ -615,20 +620,31 @@ deploy_pulumi() {  # ENGINE: pulumi up of stack "lab" (file backend in the lab d
   print_usage_after_deploy
 }
 cmd_deploy() {
-  local engine="" harness=0 args=() a
+  local engine="" harness=0 args=() a comps="hosts,pki,etcd,lb,controlplane,workers" n
   while [ $# -gt 0 ]; do
     a=$1; shift
     case $a in
       --engine) engine=${1:?--engine needs haproxy or nginx}; shift; args+=(--engine "$engine") ;;
       --harness) harness=1 ;;
-      --components) args+=(--components "${1:?--components needs a list}"); shift; harness=1 ;;
+      --components) comps=${1:?--components needs a list}; args+=(--components "$comps"); shift; harness=1 ;;
       --fresh) args+=(--fresh) ;;
       *) die "deploy: unknown option $a (options: --engine haproxy|nginx, --harness, --components LIST, --fresh)" ;;
     esac
   done
+  # Kubernetes needs the hosts' fsyncs: under SYSTEMD_SUPPRESS_SYNC nspawn fails open(O_SYNC) with
+  # EINVAL, and containerd's image ingest opens files so. Hosts booted for Kubernetes keep them.
+  local kube=0
+  case ",$comps," in *,controlplane,*|*,workers,*) kube=1 ;; esac
+  [ "$kube" = 1 ] && [ -z "${HAKUBE_LAB_SUPPRESS_SYNC:-}" ] && SUPPRESS_SYNC=0
   cmd_up                        # boots what is not running; running hosts are kept
   exec 9>&-                     # release the lab lock: faults may be injected while deploying
   load_topology auto
+  if [ "$kube" = 1 ]; then
+    for n in "${NAMES[@]}"; do
+      [ "$(cat "$RUN/$n.sync" 2>/dev/null || echo 1)" = 0 ] \
+        || die "$n runs with fsync suppressed (HAKUBE_LAB_SUPPRESS_SYNC=1): containerd cannot pull images there (open with O_SYNC fails with EINVAL). 'sudo npm run lab -- down', then deploy again (hosts boot with their fsyncs for Kubernetes)"
+    done
+  fi
   if [ "$harness" = 0 ] && command -v pulumi >/dev/null; then
     say "deploying $(basename "$STACK_FILE") with the Pulumi CLI ($(pulumi version 2>/dev/null || echo '?'))"
     deploy_pulumi "$engine"
