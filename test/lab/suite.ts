@@ -276,7 +276,8 @@ export function labSuite(engine: Engine): void {
     });
 
     it("idempotency: every executed script run again exits 0, changes no managed file, restarts and reloads nothing", async () => {
-      const names = topo.hosts.map((h) => h.name);
+      // the dev stack's hosts (the lab also boots other stacks' hosts, e.g. examples/worker-pool's pool1)
+      const names = Object.keys(targets);
       const before = await byHost(names, (n) => snapshot(targets[n]));
       const t0 = now();
       const reruns = await rerunAll(d.executions);
@@ -334,7 +335,7 @@ export function labSuite(engine: Engine): void {
         for (const n of secrets.needles) if (text.includes(n)) inText.push(`${c.name}: ${secrets.owner.get(n)}`);
       }
       expect(inText).toEqual([]);
-      const names = topo.hosts.map((h) => h.name);
+      const names = Object.keys(targets);
       const scans = await byHost(names, (n) => scanHost(n, targets[n], secrets));
       const leaks = Object.values(scans).flatMap((s) => s.files.filter((f) => !KEY_FILE.test(f.path)).map((f) => `${s.host}:${f.path}`));
       const badModes = Object.values(scans).flatMap((s) => [...s.files.filter((f) => KEY_FILE.test(f.path)), ...s.keyFiles].filter((f) => f.mode !== "600").map((f) => `${s.host}:${f.path} ${f.mode}`));
