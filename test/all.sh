@@ -7,7 +7,7 @@
 #    real-binary test that cannot run fails instead of skipping; 5. the lab suite (npm run test:lab, root only).
 #    Before it, as root: the lab's air-gapped toolchain (test/lab/toolchain/build.sh: Kubernetes,
 #    etcd, containerd, runc, CNI, images, the Pulumi CLI from the Go module proxy; cached by the
-#    hash of its manifest, ~30 min cold on 2 cores, < 1 s cached).
+#    hash of its manifest, ~18 min cold on an idle 2-core machine (35 min loaded), < 1 s cached).
 # HAKUBE_SKIP_LAB=1 skips step 5 and the toolchain (and says so last).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."

@@ -26,6 +26,14 @@ describe("lab topology check", () => {
     expect(lines.at(-1)).toBe("vip\t10.123.0.100\thost0\t6443");
   });
 
+  test("another stack file (the site test's) boots only its own hosts: the pool stack belongs to the dev stack", () => {
+    const r = hosts(path.join(__dirname, "lab", "site-stack.yaml"));
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    const lines = r.stdout.trim().split("\n").filter((l) => l.startsWith("host\t"));
+    expect(lines).toEqual(["host\tnode1\t10.123.0.51\tloadbalancer,etcd,controlplane,worker"]);
+  });
+
   test("a duplicate name does not hide a bad address, an unknown key or the lab's own rules: all reported in one block", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hakube-topology-"));
     const file = path.join(dir, "bad.yaml");

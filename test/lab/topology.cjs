@@ -23,7 +23,10 @@ const REPO = path.resolve(__dirname, '..', '..');
 // examples/worker-pool stack joins the dev cluster by StackReference (test/lab/cluster.test.ts).
 // Their hosts are marked in topology.tsv with the role word `mark` (not a hakube role: the dev
 // stack's tests do not see them as its workers).
+// They belong to the dev stack (Pulumi.dev.yaml): a lab booted from another stack file (the site
+// test's, a bench topology) has none.
 const COMPANIONS = [{ file: path.join(REPO, 'examples', 'worker-pool', 'Pulumi.dev.yaml'), namespace: 'workerPool', mark: 'workerpool', out: 'stack-config-worker-pool.json' }];
+const companionsOf = (stackFile) => (path.resolve(stackFile) === path.join(REPO, 'Pulumi.dev.yaml') ? COMPANIONS : []);
 
 function companionHosts(c) {
   if (!fs.existsSync(c.file)) return [];
@@ -124,7 +127,7 @@ function cmdHosts(file, opts) {
   const addrs = new Map();
   const out = [];
   const all = hosts.map((h, i) => ({ h, where: `hakube:hosts[${i}]`, mark: undefined }));
-  for (const c of COMPANIONS) companionHosts(c).forEach((h, i) => all.push({ h, where: `${path.relative(REPO, c.file)}: ${c.namespace}:hosts[${i}]`, mark: c.mark }));
+  for (const c of companionsOf(file)) companionHosts(c).forEach((h, i) => all.push({ h, where: `${path.relative(REPO, c.file)}: ${c.namespace}:hosts[${i}]`, mark: c.mark }));
   all.forEach(({ h, where, mark }) => {
     if (!h || typeof h !== 'object' || Array.isArray(h)) { add(where, 'is not a mapping'); return; }
     const name = h.name;
@@ -198,7 +201,7 @@ function cmdConfig(file, labDir) {
     return `${type} ${blob}`;
   };
   const withKeys = hosts.map((h) => ({ ...h, hostKey: keyLine(h.name) }));
-  const companions = COMPANIONS.map((c) => ({ c, hosts: companionHosts(c).map((h) => ({ ...h, hostKey: keyLine(h.name) })) }));
+  const companions = companionsOf(file).map((c) => ({ c, hosts: companionHosts(c).map((h) => ({ ...h, hostKey: keyLine(h.name) })) }));
   let privateKey;
   try {
     privateKey = fs.readFileSync(path.join(labDir, 'keys', 'id_ed25519'), 'utf8');
