@@ -35,7 +35,14 @@ done | sort
 for s in ${SERVICES.join(" ")}; do
   systemctl show "$s" -p ActiveState,MainPID,ActiveEnterTimestampMonotonic,ExecMainStartTimestampMonotonic,NRestarts 2>/dev/null | sort | tr '\\n' ' ' | sed "s/^/svc $s /"
   pid=$(systemctl show "$s" -p MainPID --value 2>/dev/null || echo 0)
-  if [ "\${pid:-0}" != 0 ]; then echo "children $(pgrep -P "$pid" | sort -n | tr '\\n' ' ')"; else echo; fi
+  # long-lived children only: the service's own binary (workers, keepalived's VRRP process), seen in
+  # two samples 1 s apart — not a check script keepalived forks every few seconds
+  if [ "\${pid:-0}" != 0 ]; then
+    exe=$(ps -o comm= -p "$pid" 2>/dev/null)
+    kids() { local c; for c in $(pgrep -P "$pid"); do [ "$(ps -o comm= -p "$c" 2>/dev/null)" = "$exe" ] && echo "$c"; done | sort; }
+    a=$(kids); sleep 1; b=$(kids)
+    echo "children $(comm -12 <(echo "$a") <(echo "$b") | sort -n | tr '\\n' ' ')"
+  else echo; fi
 done
 echo "cursor $(journalctl -n 1 --show-cursor -q -o cat --no-pager 2>/dev/null | sed -n 's/^-- cursor: //p')"
 `;
