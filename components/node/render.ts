@@ -532,7 +532,7 @@ export function checkTokenFunction(): string {
  * `/var/lib/etcd`, spends 60 s looking for stacked etcd pods, and then **empties that directory**
  * — the data of an external member on the same host (`etcd.deployment: systemd` allows an etcd
  * host to be a control plane or worker too). Read in kubeadm v1.37.2's
- * cmd/kubeadm/app/cmd/phases/reset/removeetcdmember.go; measured in the lab: 62 s per control plane.
+ * cmd/kubeadm/app/cmd/phases/reset/removeetcdmember.go; measured: 62 s of each control plane's reset.
  */
 export const KUBEADM_RESET = "kubeadm reset -f --skip-phases=remove-etcd-member";
 

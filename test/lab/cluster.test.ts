@@ -657,7 +657,8 @@ spec:
         expect(again.figures.executed).toBe(0);
       }, 8 * 60_000);
     });
-      describe("pulumi destroy (through the harness: every delete script over SSH, dependents first, independent ones in parallel)", () => {
+
+    describe("pulumi destroy (through the harness: every delete script over SSH, dependents first, independent ones in parallel)", () => {
       /** every pair (a, b) where a depends on b, both deleted: a's delete ended before b's started */
       const orderViolations = (r: LabDestroyResult, registrations: Registration[]) => {
         const ran = new Map(r.executions.filter((e) => !e.skipped).map((e) => [e.name, e]));
@@ -700,10 +701,11 @@ spec:
         const all: Record<string, SshTarget> = { ...targets };
         for (const h of poolHosts) all[h.name] = { ...targets[cps[0]], host: h.address, hostKey: h.hostKey };
         const nodes = [...cps, ...workers, ...poolHosts.map((h) => h.name)];
-        const state = async (host: string, checks: Record<string, string>) => {
+        /** every check (a shell test) holds on the host; failures are named by host and check */
+        const expectHost = async (host: string, checks: Record<string, string>) => {
           const out: Record<string, boolean> = {};
           for (const [what, test] of Object.entries(checks)) out[what] = (await onHost(all[host], test)).exitCode === 0;
-          return out;
+          expect({ host, ...out }).toEqual({ host, ...Object.fromEntries(Object.keys(checks).map((k) => [k, true])) });
         };
         const nodeChecks = {
           "kubelet.conf removed": "! test -e /etc/kubernetes/kubelet.conf",
@@ -713,13 +715,13 @@ spec:
           "packages kept": "command -v kubeadm && command -v kubelet && command -v kubectl && command -v containerd",
         };
         for (const n of [cps[0], workers[0]]) expect((await onHost(targets[n], "cat /var/lib/etcd/member/hakube-canary")).stdout, `${n}: /var/lib/etcd survived kubeadm reset`).toBe("canary\n");
-        for (const n of nodes) expect({ host: n, ...(await state(n, nodeChecks)) }).toEqual({ host: n, ...Object.fromEntries(Object.keys(nodeChecks).map((k) => [k, true])) });
+        for (const n of nodes) await expectHost(n, nodeChecks);
         const lbChecks = {
           "keepalived stopped": "! systemctl is-active --quiet keepalived",
           "haproxy stopped": "! systemctl is-active --quiet haproxy",
           "packages kept": "command -v keepalived && command -v haproxy",
         };
-        for (const n of lbs) expect({ host: n, ...(await state(n, lbChecks)) }).toEqual({ host: n, ...Object.fromEntries(Object.keys(lbChecks).map((k) => [k, true])) });
+        for (const n of lbs) await expectHost(n, lbChecks);
         expect(await holders(lbs, topo.vip), "no host holds the VIP").toEqual([]);
         const kubeadm = ETCD_DEPLOYMENT === "kubeadm";
         const etcdChecks: Record<string, string> = {
@@ -730,7 +732,7 @@ spec:
             ? { "static pod removed": `! test -e ${KUBEADM_PATHS.manifestFile}`, "kubelet disabled": "! systemctl is-enabled --quiet kubelet" }
             : { "unit removed": `! test -e ${ETCD_SYSTEMD_PATHS.unitFile}` }),
         };
-        for (const n of withRole(topo, "etcd").map((h) => h.name)) expect({ host: n, ...(await state(n, etcdChecks)) }).toEqual({ host: n, ...Object.fromEntries(Object.keys(etcdChecks).map((k) => [k, true])) });
+        for (const n of withRole(topo, "etcd").map((h) => h.name)) await expectHost(n, etcdChecks);
       }, 5 * 60_000);
     });
   });

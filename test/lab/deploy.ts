@@ -15,7 +15,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { stableJson, TOKENS, type CommandExecutor, type Registration, type ResourceState } from "../harness/mocks";
 import { evaluateProgram, readStackFile, valueOf, type RunOptions, type RunResult, type StackConfig } from "../harness/program";
-import { sshExecutor, type Execution } from "../harness/ssh";
+import { sshExecutor, type Execution, type SshExecutor, type SshExecutorOptions } from "../harness/ssh";
 import { deploySummary } from "./summary";
 
 export const LAB_DIR = process.env.HAKUBE_LAB_DIR ?? "/var/lib/hakube-lab";
@@ -179,6 +179,26 @@ function loadRan(file: string | false, state: ResourceState): Set<string> {
   return new Set(JSON.parse(fs.readFileSync(`${file}.ran`, "utf8")) as string[]);
 }
 
+/** The hosts of the stack being deployed (the dev stack's `hakube:hosts`, or another stack's list). */
+function stackHostNames(config: StackConfig, stack?: LabStack): string[] {
+  return (config[stack?.hostsKey ?? "hakube:hosts"] as { name: string }[]).map((h) => h.name);
+}
+/** A state key `type::name::inputs` taken apart. */
+function parseStateKey(key: string): { type: string; name: string; inputs: () => Record<string, unknown> } {
+  const [type, name] = key.split("::", 2);
+  return { type, name, inputs: () => JSON.parse(key.slice(type.length + name.length + 4)) as Record<string, unknown> };
+}
+/** A command's delete, as the provider runs it: its `delete` text over the same connection. */
+function runDelete(ssh: SshExecutor, name: string, inputs: Record<string, unknown>) {
+  return ssh.executor({ name, inputs: { ...inputs, create: inputs.delete } });
+}
+/** One progress line per finished command. */
+function progress(log: (l: string) => void, suffix = ""): SshExecutorOptions["onEvent"] {
+  return ({ kind, execution: e }) => {
+    if (kind === "end") log(`  ${e.error ? "FAIL" : "ok  "} ${String(((e.endMs ?? 0) - (e.startMs ?? 0)) / 1000).padStart(6)}s ${e.name}${suffix}`);
+  };
+}
+
 /** Longest chain of dependent commands, weighted by their measured durations. */
 export function criticalPath(registrations: Registration[], executions: Execution[]): { ms: number; path: string[] } {
   const dur = new Map(executions.filter((e) => !e.skipped).map((e) => [e.name, e.endMs - e.startMs]));
@@ -212,7 +232,7 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
   const labDir = o.labDir ?? LAB_DIR;
   const log = o.log ?? ((l: string) => console.log(l));
   const config = o.stack?.config ?? labStackConfig(labDir, o.overrides);
-  const hostNames = (config[o.stack?.hostsKey ?? "hakube:hosts"] as { name: string }[]).map((h) => h.name);
+  const hostNames = stackHostNames(config, o.stack);
   const components = o.components ?? DEFAULT_COMPONENTS;
   const statePath = o.statePath === undefined ? path.join(labDir, "state", "dev.json") : o.statePath;
   const generation = labGeneration(labDir, hostNames);
@@ -220,9 +240,7 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
   const ranBefore = o.state ? new Set(o.ran ?? []) : loadRan(statePath, state);
   const ssh = sshExecutor(hostNames, {
     select: (name) => components.some((c) => name.startsWith(`${c}-`)),
-    onEvent: ({ kind, execution: e }) => {
-      if (kind === "end") log(`  ${e.error ? "FAIL" : "ok  "} ${String(((e.endMs ?? 0) - (e.startMs ?? 0)) / 1000).padStart(6)}s ${e.name}`);
-    },
+    onEvent: progress(log),
   });
   // A failed command's dependents never register, so the evaluation may never settle: once a
   // command failed and no command has run for a while, the deploy is over (as `pulumi up` ends).
@@ -272,11 +290,11 @@ export async function deployLab(o: LabDeployOptions = {}): Promise<LabDeployResu
   const deleted: string[] = [];
   for (const key of [...state.keys()].reverse()) {
     if (current.has(key)) continue;
-    const [type, name] = key.split("::", 2);
+    const { type, name, inputs: parse } = parseStateKey(key);
     if (!registered.has(`${type}::${name}`) && type === TOKENS.command) {
-      const inputs = JSON.parse(key.slice(type.length + name.length + 4)) as Record<string, unknown>;
+      const inputs = parse();
       if (inputs.delete) {
-        await ssh.executor({ name, inputs: { ...inputs, create: inputs.delete } });
+        await runDelete(ssh, name, inputs);
         deleted.push(name);
       }
       ran.delete(name);
@@ -353,13 +371,13 @@ export async function destroyLab(o: LabDestroyOptions = {}): Promise<LabDestroyR
   const log = o.log ?? ((l: string) => console.log(l));
   const statePath = o.statePath ?? path.join(labDir, "state", "dev.json");
   const config = o.stack?.config ?? labStackConfig(labDir);
-  const hostNames = (config[o.stack?.hostsKey ?? "hakube:hosts"] as { name: string }[]).map((h) => h.name);
+  const hostNames = stackHostNames(config, o.stack);
   const state = o.state ?? loadState(statePath, false, labGeneration(labDir, hostNames), log);
   const deps: Dependencies = o.dependencies ?? (fs.existsSync(`${statePath}.deps`) ? JSON.parse(fs.readFileSync(`${statePath}.deps`, "utf8")) : {});
   const commands = new Map<string, { key: string; inputs: Record<string, unknown> }>();
   for (const key of state.keys()) {
-    const [type, name] = key.split("::", 2);
-    if (type === TOKENS.command) commands.set(name, { key, inputs: JSON.parse(key.slice(type.length + name.length + 4)) });
+    const { type, name, inputs } = parseStateKey(key);
+    if (type === TOKENS.command) commands.set(name, { key, inputs: inputs() });
   }
   // the commands each command depends on, through any resource in between
   const reach = new Map<string, Set<string>>();
@@ -380,14 +398,11 @@ export async function destroyLab(o: LabDestroyOptions = {}): Promise<LabDestroyR
   const dependents = new Map<string, string[]>([...commands.keys()].map((n) => [n, []]));
   for (const n of commands.keys()) for (const d of dependsOn(n)) dependents.get(d)?.push(n);
   const ssh = sshExecutor(hostNames, {
-    onEvent: ({ kind, execution: e }) => {
-      if (kind === "end") log(`  ${e.error ? "FAIL" : "ok  "} ${String(((e.endMs ?? 0) - (e.startMs ?? 0)) / 1000).padStart(6)}s ${e.name} (delete)`);
-    },
+    onEvent: progress(log, " (delete)"),
   });
   const deleted: string[] = [];
   const forgotten: string[] = [];
   const failures: string[] = [];
-  const finished = new Map<string, number>();
   const chain = new Map<string, number>();
   const started = new Map<string, Promise<void>>();
   const t0 = Date.now();
@@ -403,7 +418,7 @@ export async function destroyLab(o: LabDestroyOptions = {}): Promise<LabDestroyR
         const s = Date.now();
         if (c.inputs.delete) {
           try {
-            await ssh.executor({ name, inputs: { ...c.inputs, create: c.inputs.delete } });
+            await runDelete(ssh, name, c.inputs);
           } catch (e) {
             failures.push((e as Error).message);
             throw e;
@@ -411,7 +426,6 @@ export async function destroyLab(o: LabDestroyOptions = {}): Promise<LabDestroyR
           deleted.push(name);
         } else forgotten.push(name);
         chain.set(name, before + (Date.now() - s));
-        finished.set(name, Date.now() - t0);
         state.delete(c.key);
       })();
       started.set(name, p);
