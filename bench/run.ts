@@ -104,6 +104,8 @@ interface BringUp {
   ratio: number;
   criticalPath: string[];
   commandsPerHost: Record<string, number>;
+  /** CPU during the deploy: this machine busy (ms), its floor (busy / cores), busy share of the wall time */
+  cpu: { cores: number; machineBusyMs: number; floorMs: number; busyFraction: number; hostsMs: number; perRoleMs: Record<string, number> };
 }
 
 /** As root with the lab's toolchain built: `tsx test/lab/bench.ts --workers 2,6` (fresh lab hosts per count). */
@@ -129,13 +131,15 @@ function bringUpTable(b: Report["bringUp"]): string {
     s(x.criticalPathMs),
     x.ratio,
     Math.max(...Object.values(x.commandsPerHost)),
+    `${s(x.cpu.machineBusyMs)} (${s(x.cpu.floorMs)})`,
+    `${Math.round(x.cpu.busyFraction * 100)} %`,
     x.criticalPath.map((c) => c.split(" ")[0]).join(" → "),
   ]);
   const [a, z] = [b.runs[0], b.runs[b.runs.length - 1]];
   return [
-    table(["workers", "lab up s (fresh hosts)", "deploy wall s", "commands run", "critical path s", "wall / critical", "max commands/host", "critical path"], rows),
+    table(["workers", "lab up s (fresh hosts)", "deploy wall s", "commands run", "critical path s", "wall / critical", "max commands/host", "CPU s (floor s: CPU / cores)", "machine busy", "critical path"], rows),
     "",
-    `Growth: deploy wall × ${(z.deployWallMs / a.deployWallMs).toFixed(2)} from ${a.workers} to ${z.workers} workers (goal ≤ 1.2). Load average at the start: ${b.load}.`,
+    `Growth: deploy wall × ${(z.deployWallMs / a.deployWallMs).toFixed(2)} from ${a.workers} to ${z.workers} workers (goal ≤ 1.2); CPU used × ${(z.cpu.machineBusyMs / a.cpu.machineBusyMs).toFixed(2)}. Load average at the start: ${b.load}.`,
   ].join("\n");
 }
 

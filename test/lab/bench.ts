@@ -15,6 +15,7 @@
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { evaluateProgram, readStackFile, ROOT, TEST_SSH_KEY, type StackConfig } from "../harness/program";
@@ -65,6 +66,13 @@ function evaluations(): Record<string, unknown>[] {
   });
 }
 
+/** CPU time (ms) this machine has spent busy (every core; /proc/stat: all but idle and iowait). */
+function machineBusyMs(): number {
+  const f = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  const ticks = f.reduce((a, b) => a + b, 0) - f[3] - f[4];
+  return Math.round((ticks * 1000) / 100); // USER_HZ is 100 on Linux
+}
+
 /** Pulumi.dev.yaml with N workers (the extra ones after worker2, at 10.123.0.43…), written for `lab up`. */
 function stackWithWorkers(n: number): string {
   const { parse, stringify } = require("yaml") as typeof import("yaml");
@@ -83,15 +91,35 @@ async function labFigures(engine: string | undefined, keep: boolean, workers: nu
   // the lab boots the hosts of this stack file; Kubernetes hosts keep their fsyncs (as in cluster.test.ts)
   process.env.HAKUBE_LAB_STACK = stackWithWorkers(workers);
   process.env.HAKUBE_LAB_SUPPRESS_SYNC = "0";
-  const { labRun } = await import("./labctl");
+  const { labRun, topology, hostCpuMs } = await import("./labctl");
   const { deployLab } = await import("./deploy");
   const down = await labRun(["down"]);
   const up = await labRun(["up"]);
+  const hosts = topology().hosts;
+  const hostCpu = () => Object.fromEntries(hosts.map((h) => [h.name, hostCpuMs(h.name) ?? NaN]));
+  const cpu0 = { hosts: hostCpu(), machine: machineBusyMs(), self: process.cpuUsage() };
   const overrides: StackConfig = {};
   if (engine) overrides["hakube:loadBalancer"] = { ...(readStackFile("Pulumi.dev.yaml")["hakube:loadBalancer"] as object), engine };
   const d = await deployLab({ overrides, statePath: false, log: () => undefined });
   const f = d.figures;
   const steps = d.executions.filter((e) => !e.skipped);
+  const cpu1 = { hosts: hostCpu(), machine: machineBusyMs(), self: process.cpuUsage(cpu0.self) };
+  const perHost = Object.fromEntries(hosts.map((h) => [h.name, Math.round(cpu1.hosts[h.name] - cpu0.hosts[h.name])]));
+  const perRole: Record<string, number> = {};
+  for (const h of hosts) perRole[h.roles.join("+")] = (perRole[h.roles.join("+")] ?? 0) + perHost[h.name];
+  const machineBusy = cpu1.machine - cpu0.machine;
+  const cores = os.cpus().length;
+  const cpu = {
+    cores,
+    hostsMs: Object.values(perHost).reduce((a, b) => a + b, 0),
+    perRoleMs: perRole,
+    perHostMs: perHost,
+    harnessMs: Math.round((cpu1.self.user + cpu1.self.system) / 1000),
+    machineBusyMs: machineBusy,
+    /** the shortest wall time this much CPU work allows on this machine */
+    floorMs: Math.round(machineBusy / cores),
+    busyFraction: Number((machineBusy / (cores * f.wallMs)).toFixed(2)),
+  };
   const out = {
     workers,
     labDownMs: Math.round(down.ms),
@@ -106,6 +134,7 @@ async function labFigures(engine: string | undefined, keep: boolean, workers: nu
     criticalPath: f.criticalPath.map((n) => `${n} ${((steps.find((e) => e.name === n)!.endMs - steps.find((e) => e.name === n)!.startMs) / 1000).toFixed(2)}s`),
     commandsPerHost: f.commandsPerHost,
     sumOfCommandMs: steps.reduce((a, e) => a + e.endMs - e.startMs, 0),
+    cpu,
     slowest: [...steps].sort((a, b) => b.endMs - b.startMs - (a.endMs - a.startMs)).slice(0, 5).map((e) => `${e.name} ${((e.endMs - e.startMs) / 1000).toFixed(2)}s`),
   };
   if (!keep) await labRun(["down"]);
@@ -145,10 +174,12 @@ async function main() {
     console.log(`  critical path: ${one.criticalPath.join(" → ")}`);
     console.log(`  commands per host: ${Object.entries(one.commandsPerHost).map(([h, n]) => `${h} ${n}`).join(", ")}`);
     console.log(`  slowest commands: ${one.slowest.join(", ")}`);
+    const c = one.cpu;
+    console.log(`  CPU during the deploy: ${s(c.machineBusyMs)} on ${c.cores} cores (busy ${Math.round(c.busyFraction * 100)} % of the wall time; floor ${s(c.floorMs)}): hosts ${s(c.hostsMs)} (${Object.entries(c.perRoleMs).map(([r, ms]) => `${r} ${s(ms)}`).join(", ")}), harness ${s(c.harnessMs)}`);
   }
   if (lab.length > 1) {
     const [a, b] = [lab[0], lab[lab.length - 1]];
-    console.log(`\ngrowth: deploy wall ${s(a.deployWallMs)} with ${a.workers} workers → ${s(b.deployWallMs)} with ${b.workers}: × ${(b.deployWallMs / a.deployWallMs).toFixed(2)} (goal ≤ 1.2)`);
+    console.log(`\ngrowth: deploy wall ${s(a.deployWallMs)} with ${a.workers} workers → ${s(b.deployWallMs)} with ${b.workers}: × ${(b.deployWallMs / a.deployWallMs).toFixed(2)} (goal ≤ 1.2); CPU × ${(b.cpu.machineBusyMs / a.cpu.machineBusyMs).toFixed(2)}, critical path × ${(b.criticalPathMs / a.criticalPathMs).toFixed(2)}`);
   }
   fs.mkdirSync(REPORT_DIR, { recursive: true });
   const file = path.join(REPORT_DIR, "bench-lab.json");

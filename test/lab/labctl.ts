@@ -132,6 +132,27 @@ export function pid1Of(name: string, labDir = LAB_DIR): number | undefined {
 }
 
 /**
+ * CPU time (ms) the host's processes have used since it booted: `cpuacct.usage` of the cgroup the
+ * lab recorded for it (run/<host>.cgroups); undefined when the host is not up.
+ */
+export function hostCpuMs(name: string, labDir = LAB_DIR): number | undefined {
+  let dirs: string[];
+  try {
+    dirs = fs.readFileSync(path.join(labDir, "run", `${name}.cgroups`), "utf8").split("\n").filter(Boolean);
+  } catch {
+    return undefined;
+  }
+  for (const d of dirs) {
+    try {
+      return Number(fs.readFileSync(path.join(d, "cpuacct.usage"), "utf8").trim()) / 1e6;
+    } catch {
+      // not the cpuacct hierarchy
+    }
+  }
+  return undefined;
+}
+
+/**
  * Run ARGV in the host's network namespace with this machine's binaries (fast; works while the
  * host is cut off). Asynchronous, so probes running meanwhile keep their timing.
  */
