@@ -178,8 +178,11 @@ if [ "\${#missing[@]}" -gt 0 ]; then
     hakube_fail "kubelet $current is installed and this node is already in a cluster: moving it to $version is an upgrade (kubeadm upgrade), which node preparation does not do"
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # only this repository's index: the distribution's lists are not fetched again (the system part
+  # installed the kubelet's dependencies from them), so no round trip to the distribution's mirror
   if hakube_changed || ! apt-cache madison kubeadm 2>/dev/null | awk -v v="$version-" 'index($3, v) == 1 { f = 1 } END { exit !f }'; then
-    apt-get -q -o DPkg::Lock::Timeout=300 update >/dev/null </dev/null || hakube_fail "apt-get update failed"
+    apt-get -q -o DPkg::Lock::Timeout=300 -o Dir::Etc::sourcelist=${shq(KUBERNETES_APT_LIST)} -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0 update >/dev/null </dev/null \\
+      || hakube_fail "apt-get update of ${KUBERNETES_APT_LIST} (\${repo}) failed"
   fi
   pins=()
   for p in ${KUBE_PACKAGES.join(" ")}; do
