@@ -25,7 +25,8 @@ import {
   connections,
   EtcdCreds,
   etcdctl,
-  etcdStatus,
+  etcdHostOf,
+  etcdMemberEndpoint,
   holders,
   LAB_DIR,
   labPrerequisites,
@@ -34,9 +35,11 @@ import {
   onHost,
   onHostOk,
   pid1Of,
+  programEtcdCert,
   round,
   sleep,
   topology,
+  waitEtcdHealthy,
   waitFor,
   withRole,
   type Topology,
@@ -327,7 +330,7 @@ describe(`lab Kubernetes end to end (haproxy, etcd.deployment ${ETCD_DEPLOYMENT}
   }, 3 * 60_000);
 
   it("etcd holds the cluster's /registry keys, read through the external endpoints with the apiserver-etcd-client certificate", () => {
-    const creds = new EtcdCreds({ caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
+    const creds = new EtcdCreds(programEtcdCert(reg, "apiserver-etcd-client"));
     try {
       const r = etcdctl(creds, outputs.etcdEndpoints as string[], ["get", "/registry/", "--prefix", "--keys-only"], { timeoutS: 10 });
       expect(r.exitCode, r.stderr).toBe(0);
@@ -552,23 +555,19 @@ spec:
        */
       const etcdCrashThroughApi = async (role: "follower" | "leader") => {
         const endpoints = outputs.etcdEndpoints as string[];
-        const members = withRole(topo, "etcd");
-        const creds = new EtcdCreds({ caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
+        const creds = new EtcdCreds(programEtcdCert(reg, "apiserver-etcd-client"));
         try {
-          const status = etcdStatus(creds, endpoints);
-          const leaderEp = status.find((x) => x.memberId === x.leader)!.endpoint;
-          const victimEp = role === "leader" ? leaderEp : [...endpoints].reverse().find((e) => e !== leaderEp)!;
-          const victim = members.find((h) => victimEp.includes(`//${h.address}:`))!.name;
+          const victim = etcdHostOf(topo, etcdMemberEndpoint(creds, endpoints, role));
           await whileCrashed(victim, async (t0) => {
             await sleep(15_000);
             const failed = api.failed("write", t0).map((c) => ({ atMs: round(c.start - t0), tookMs: round(c.end - c.start), error: c.error }));
             const fig = { victim, role, ...api.summary(t0), failedWriteTimeline: failed };
-            figure(role === "leader" ? "etcdLeaderCrash" : "etcdMemberCrash", fig);
+            figure(role === "leader" ? "etcdLeaderCrash" : "etcdFollowerCrash", fig);
             if (role === "follower") expect(fig.failedWrites, "at most the write in flight to the crashed member").toBeLessThanOrEqual(1);
             expect(api.failed("write", t0 + 5000).length, "no failed write 5 s after the crash").toBe(0);
           });
           // the next fault starts from a healthy etcd cluster
-          await waitFor("every etcd member healthy", () => etcdctl(creds, endpoints, ["endpoint", "health"], { timeoutS: 2 }).exitCode === 0, 120_000, 200);
+          await waitEtcdHealthy(creds, endpoints);
         } finally {
           creds.dispose();
         }

@@ -5,7 +5,7 @@
  */
 import { afterAll, expect, it } from "vitest";
 import type { SshTarget } from "../harness/ssh";
-import { EtcdCreds, EtcdKv, etcdctl, etcdStatus, labRun, now, onHostOk, percentile, pid1Of, round, sleep, waitFor, withRole, type Topology } from "./labctl";
+import { EtcdCreds, EtcdKv, etcdctl, etcdHostOf, etcdMemberEndpoint, etcdStatus, labRun, now, onHostOk, percentile, pid1Of, programEtcdCert, round, sleep, waitEtcdHealthy, waitFor, withRole, type Topology } from "./labctl";
 import type { LabReport } from "./report";
 
 export interface EtcdCheckContext {
@@ -31,10 +31,11 @@ function credentials(get: () => EtcdCheckContext) {
   });
   const c = () => {
     const { reg } = get();
-    const ca = reg("pki-etcd-ca-cert").certPem as string;
-    api ??= new EtcdCreds({ caCertPem: ca, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem });
-    hc ??= new EtcdCreds({ caCertPem: ca, certPem: reg("etcd-healthcheck-client-cert").certPem, keyPem: reg("etcd-healthcheck-client-key").privateKeyPem });
-    return { api, hc, ca, kv: (ep: string) => new EtcdKv(ep, { caCertPem: ca, certPem: reg("etcd-apiserver-etcd-client-cert").certPem, keyPem: reg("etcd-apiserver-etcd-client-key").privateKeyPem }) };
+    const apiCert = programEtcdCert(reg, "apiserver-etcd-client");
+    const ca = apiCert.caCertPem;
+    api ??= new EtcdCreds(apiCert);
+    hc ??= new EtcdCreds(programEtcdCert(reg, "healthcheck-client"));
+    return { api, hc, ca, kv: (ep: string) => new EtcdKv(ep, apiCert) };
   };
   return c;
 }
@@ -117,7 +118,7 @@ export function etcdClusterChecks(get: () => EtcdCheckContext): void {
  */
 export function etcdCrashTests(get: () => EtcdCheckContext, follower: "host" | "process"): void {
   const creds = credentials(get);
-  const hostOf = (ep: string) => withRole(get().topo, "etcd").find((h) => ep.includes(`//${h.address}:`))!.name;
+  const hostOf = (ep: string) => etcdHostOf(get().topo, ep);
 
   it(
     follower === "host"
@@ -126,8 +127,8 @@ export function etcdCrashTests(get: () => EtcdCheckContext, follower: "host" | "
     async () => {
       const { endpoints, figure, targets } = get();
       const { api, kv } = creds();
-      const leaderEp = etcdStatus(api, endpoints).find((x) => x.memberId === x.leader)!.endpoint;
-      const victimEp = [...endpoints].reverse().find((e) => e !== leaderEp)!;
+      const leaderEp = etcdMemberEndpoint(api, endpoints, "leader");
+      const victimEp = etcdMemberEndpoint(api, endpoints, "follower");
       const victim = hostOf(victimEp);
       const writer = kv(leaderEp);
       try {
@@ -200,7 +201,7 @@ export function etcdCrashTests(get: () => EtcdCheckContext, follower: "host" | "
   it("crash of the etcd leader's host: a new leader takes writes within 15 s; the old one rejoins", async () => {
     const { endpoints, figure } = get();
     const { api, kv } = creds();
-    const leaderEp = etcdStatus(api, endpoints).find((x) => x.memberId === x.leader)!.endpoint;
+    const leaderEp = etcdMemberEndpoint(api, endpoints, "leader");
     const leader = hostOf(leaderEp);
     const viaEp = endpoints.find((e) => e !== leaderEp)!;
     const writer = kv(viaEp);
@@ -232,7 +233,7 @@ export function etcdCrashTests(get: () => EtcdCheckContext, follower: "host" | "
       expect(fig.unavailableMs).toBeLessThan(15_000);
       const tStart = now();
       await labRun(["start", leader]);
-      const back = await waitFor("every member healthy", () => etcdctl(api, endpoints, ["endpoint", "health"], { timeoutS: 2 }).exitCode === 0, 120_000, 200);
+      const back = await waitEtcdHealthy(api, endpoints);
       figure?.("etcdLeaderRejoin", { leader, healthyAfterStartMs: round(back.at - tStart) });
     } finally {
       writer.close();

@@ -319,6 +319,11 @@ export interface EtcdClientCert {
   keyPem?: string;
 }
 
+/** A client certificate of the program's etcd PKI from its registrations (`reg`: outputs by resource name). */
+export function programEtcdCert(reg: (name: string) => Record<string, any>, client: "apiserver-etcd-client" | "healthcheck-client"): Required<EtcdClientCert> {
+  return { caCertPem: reg("pki-etcd-ca-cert").certPem, certPem: reg(`etcd-${client}-cert`).certPem, keyPem: reg(`etcd-${client}-key`).privateKeyPem };
+}
+
 /** Client credentials written to a private temp directory (for etcdctl); `dispose()` removes it. */
 export class EtcdCreds {
   readonly dir: string;
@@ -369,6 +374,25 @@ export function etcdStatus(creds: EtcdCreds, endpoints: string[]): EtcdEndpointS
     throw new Error(`etcdctl endpoint status: ${(e as Error).message}: ${r.stdout.slice(0, 300)} ${r.stderr.slice(0, 300)}`);
   }
   return parsed.map((x) => ({ endpoint: x.Endpoint, memberId: String(x.Status.header.member_id), leader: String(x.Status.leader), clusterId: String(x.Status.header.cluster_id) }));
+}
+
+/**
+ * The endpoint of a fault's victim from etcd's own status: the leader's, or (`follower`) the last
+ * follower's in endpoint order.
+ */
+export function etcdMemberEndpoint(creds: EtcdCreds, endpoints: string[], role: "leader" | "follower"): string {
+  const leaderEp = etcdStatus(creds, endpoints).find((x) => x.memberId === x.leader)!.endpoint;
+  return role === "leader" ? leaderEp : [...endpoints].reverse().find((e) => e !== leaderEp)!;
+}
+
+/** The lab host serving an etcd endpoint (`https://<address>:2379`). */
+export function etcdHostOf(topo: Topology, endpoint: string): string {
+  return withRole(topo, "etcd").find((h) => endpoint.includes(`//${h.address}:`))!.name;
+}
+
+/** Wait until every member answers `endpoint health` (at most 2 minutes). */
+export function waitEtcdHealthy(creds: EtcdCreds, endpoints: string[]) {
+  return waitFor("every etcd member healthy", () => etcdctl(creds, endpoints, ["endpoint", "health"], { timeoutS: 2 }).exitCode === 0, 120_000, 200);
 }
 
 /**
